@@ -1,0 +1,182 @@
+"""``scarlet``: one command, a subcommand per stage (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from scarlet_ray.config import Config, ConfigError, load_config
+
+
+class UsageError(Exception):
+    """Bad input that deserves a one-line reason and exit code 2."""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="job YAML (default: built-in laptop config)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set attribution.n_masks=32 (repeatable)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+# (command path, module, help, argument adder)
+Adder = Callable[[argparse.ArgumentParser], None]
+
+
+def _args_context(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seeds", required=True, help="seed samples JSONL")
+    p.add_argument("--corpus", action="append", default=None,
+                   help="corpus file (JSONL of id,title,text, or a known format); repeatable")
+    p.add_argument("--output", required=True, help="output DIR (writes DIR/contexts.jsonl)")
+
+
+def _args_synthesize(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--contexts", required=True, help="DIR/contexts.jsonl")
+    p.add_argument("--output", required=True, help="output DIR (writes DIR/samples.jsonl)")
+
+
+def _args_attribute(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", required=True, help="samples JSONL")
+    p.add_argument("--output", required=True, help="output DIR (writes DIR/attributions/)")
+
+
+def _args_label(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--attributions", required=True, help="Attribution Parquet directory")
+    p.add_argument("--samples", required=True, help="samples JSONL")
+    p.add_argument("--output", required=True, help="output DIR (writes DIR/train.jsonl)")
+
+
+def _args_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train", required=True, help="training examples JSONL")
+    p.add_argument("--output", required=True, help="MODEL_DIR (sentence-transformers folder)")
+
+
+def _args_eval_retrieval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="retriever: named default, HF id or folder")
+    p.add_argument("--beir", required=True, help="BEIR-format directory")
+    p.add_argument("--split", default="test")
+    p.add_argument("--output", required=True)
+
+
+def _args_eval_attribution(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--attributions", required=True)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--output", required=True)
+
+
+def _args_eval_rag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="retriever: named default, HF id or folder")
+    p.add_argument("--samples", required=True)
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--output", required=True)
+
+
+def _args_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", required=True, help="RUN_DIR")
+
+
+def _args_data_convert(p: argparse.ArgumentParser) -> None:
+    from scarlet_ray.datasets import FORMATS
+
+    p.add_argument("--format", required=True, choices=sorted(FORMATS))
+    p.add_argument("--input", required=True, help="file or directory in that format")
+    p.add_argument("--output", required=True, help="samples (or corpus) JSONL")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--passage-words", type=int, default=None,
+                   help="split passages into chunks of at most this many words")
+
+
+def _args_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["list", "prepare"], nargs="?", default="list")
+
+
+def _args_plan(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--samples", type=int, required=True, help="number of samples to attribute")
+
+
+COMMANDS: list[tuple[tuple[str, ...], str, str, Adder]] = [
+    (("context",), "context", "stage 1: shared contexts from seeds", _args_context),
+    (("synthesize",), "synthesize", "stage 2: task samples on each context", _args_synthesize),
+    (("attribute",), "attribute", "stage 3: perturbation attribution", _args_attribute),
+    (("label",), "label", "stage 4: utilities -> pos/neg training examples", _args_label),
+    (("train",), "train", "stage 5: train the retriever (Ray Train)", _args_train),
+    (("evaluate", "retrieval"), "evaluate_retrieval", "nDCG/Recall on a BEIR set",
+     _args_eval_retrieval),
+    (("evaluate", "attribution"), "evaluate_attribution", "utility ranking vs gold passages",
+     _args_eval_attribution),
+    (("evaluate", "rag"), "evaluate_rag", "downstream RAG accuracy", _args_eval_rag),
+    (("run",), "run", "all stages in order, with report", _args_run),
+    (("data", "convert"), "data_convert", "convert a public data set to samples JSONL",
+     _args_data_convert),
+    (("models",), "models", "list or prepare the offline default models", _args_models),
+    (("plan",), "plan", "estimate tokens, GPU-hours and cost of a job", _args_plan),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scarlet",
+        description="SCARLet on Ray: train utility-based retrievers via shared-context attribution.",
+    )
+    from scarlet_ray import __version__
+
+    parser.add_argument("--version", action="version", version=f"scarlet-ray {__version__}")
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for path, module, help_, adder in COMMANDS:
+        if len(path) == 1:
+            p = top.add_parser(path[0], help=help_, description=help_)
+        else:
+            if path[0] not in groups:
+                gp = top.add_parser(path[0], help=f"{path[0]} subcommands")
+                groups[path[0]] = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
+                                                    required=True)
+            p = groups[path[0]].add_parser(path[1], help=help_, description=help_)
+        _common(p)
+        adder(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def _load_handler(module: str) -> Callable[[Config, argparse.Namespace], int] | None:
+    name = f"scarlet_ray.commands.{module}"
+    try:
+        mod = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return None
+        raise
+    return mod.main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    handler = _load_handler(args._module)
+    label = " ".join(x for x in (args.command, getattr(args, "subcommand", None)) if x)
+    if handler is None:
+        print(f"scarlet {label}: not built yet", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(args.config, args.overrides)
+        return int(handler(cfg, args) or 0)
+    except (ConfigError, UsageError) as exc:
+        print(f"scarlet {label}: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"scarlet {label}: {exc.filename or exc}: file not found", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # RecordError and friends carry file:line: field: reason
+        print(f"scarlet {label}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,284 @@
+"""Typed configuration tree, one per job: YAML file + ``key=value`` overrides.
+
+Every section forbids unknown keys and checks types strictly enough that a typo in a job file or
+on the command line fails at load time with the dotted key in the message, not hours later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where seeds and the passage corpus come from (stage 1 inputs)."""
+
+    seeds: str | None = None
+    seeds_format: str = "hotpotqa"
+    seed_limit: int | None = Field(default=None, ge=1)
+    corpus: list[str] = Field(default_factory=list)
+    corpus_formats: list[str] = Field(default_factory=list)
+    passage_words: int = Field(default=100, ge=10)
+
+
+class ModelsConfig(_Section):
+    """Model references: a named offline default, a Hugging Face id, or a local path."""
+
+    generator: str = "smollm2-135m-instruct"
+    retriever: str = "all-minilm-l6-v2"
+    ner: str = "en_core_web_sm"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    device: str = "auto"
+    attn_implementation: str | None = None
+    cache_dir: str | None = None
+
+
+class ContextConfig(_Section):
+    """Stage 1: NER, knowledge-graph expansion and dense retrieval."""
+
+    knowledge: Literal["sparql", "oxigraph", "corpus", "none"] = "corpus"
+    endpoint: str = "https://query.wikidata.org/sparql"
+    user_agent: str = "scarlet-ray/0.1 (https://github.com/scarlet-ray/scarlet-ray)"
+    rdf_files: list[str] = Field(default_factory=list)
+    language: str = "en"
+    properties: list[str] = Field(
+        default_factory=lambda: ["P31", "P361", "P112", "P910", "P527", "P2670"]
+    )
+    max_related: int = Field(default=5, ge=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=4, ge=0)
+    backoff_s: float = Field(default=1.0, ge=0)
+    passages_per_entity: int = Field(default=10, ge=1)
+    context_size: int = Field(default=10, ge=1)
+    entity_labels: list[str] = Field(default_factory=list)
+    index_dir: str | None = None
+    index_backend: Literal["exact", "faiss"] = "exact"
+    encode_batch_size: int = Field(default=64, ge=1)
+
+
+class TaskSpec(_Section):
+    """A user-defined task added to the built-in pool."""
+
+    name: str
+    description: str
+    instruction: str
+    example_input: str = ""
+    example_output: str = ""
+    metric: Literal["substring", "rougeL", "f1", "accuracy"] = "substring"
+
+
+class SynthesisConfig(_Section):
+    """Stage 2: LLM-written task samples on each shared context."""
+
+    backend: Literal["openai", "local"] = "local"
+    model: str = "gpt-4o-2024-11-20"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = Field(default=0.5, ge=0, le=2)
+    max_tokens: int = Field(default=512, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    concurrency: int = Field(default=4, ge=1)
+    tasks: list[str] = Field(
+        default_factory=lambda: ["nq", "hotpotqa", "eli5", "fever", "wow", "trex"]
+    )
+    extra_tasks: list[TaskSpec] = Field(default_factory=list)
+    check: bool = True
+    noise_passage: bool = False
+    price_per_1k_input: float = Field(default=0.0025, ge=0)
+    price_per_1k_output: float = Field(default=0.01, ge=0)
+
+
+class AttributionConfig(_Section):
+    """Stages 3: masks, teacher-forced scoring and the linear surrogate."""
+
+    n_masks: int = Field(default=64, ge=2)
+    keep_prob: float = Field(default=0.5, gt=0, lt=1)
+    include_full: bool = False
+    include_empty: bool = False
+    dedupe_masks: bool = True
+    target: Literal["logprob_sum", "logit_sum", "logit_prob"] = "logprob_sum"
+    surrogate: Literal["ridge", "lasso"] = "ridge"
+    alpha: float = Field(default=1.0, ge=0)
+    cv_folds: int = Field(default=5, ge=2)
+    max_batch_tokens: int = Field(default=16384, ge=256)
+    prefix_cache: bool = True
+    max_context_tokens: int | None = Field(default=None, ge=64)
+    passage_words: int | None = Field(default=None, ge=10)
+    seed: int = 0
+    runner: Literal["local", "ray"] = "local"
+    num_actors_min: int = Field(default=1, ge=1)
+    num_actors_max: int = Field(default=2, ge=1)
+    num_gpus_per_actor: float = Field(default=0.0, ge=0)
+    num_cpus_per_actor: float = Field(default=1.0, gt=0)
+    ray_batch_size: int = Field(default=4, ge=1)
+    max_task_retries: int = Field(default=3, ge=0)
+    max_actor_restarts: int = Field(default=3, ge=0)
+    max_error_rate: float = Field(default=0.05, ge=0, le=1)
+
+
+class LabelsConfig(_Section):
+    """Stage 4: utilities to pos/mid/neg labels."""
+
+    method: Literal["kmeans", "kmeans_dp", "fixed"] = "kmeans"
+    k: int = Field(default=3, ge=2)
+    random_state: int = 42
+    fixed_top: int = Field(default=1, ge=1)
+    fixed_bottom: int = Field(default=5, ge=1)
+
+
+class TrainingConfig(_Section):
+    """Stage 5: contrastive bi-encoder training on Ray Train."""
+
+    loss: Literal["pairwise_ce", "infonce"] = "pairwise_ce"
+    temperature: float = Field(default=0.05, gt=0)
+    similarity: Literal["cos", "dot"] = "cos"
+    lr: float = Field(default=6e-5, gt=0)
+    epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    group_size: int = Field(default=4, ge=2)
+    max_seq_len: int = Field(default=256, ge=8)
+    query_instruction: str = ""
+    backend: Literal["deepspeed", "ddp"] = "deepspeed"
+    zero_stage: int = Field(default=1, ge=0, le=3)
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    grad_accum: int = Field(default=1, ge=1)
+    grad_clip: float = Field(default=1.0, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, le=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    num_workers: int = Field(default=1, ge=1)
+    use_gpu: bool = False
+    checkpoint_every: int = Field(default=50, ge=1)
+    storage_path: str | None = None
+    max_failures: int = Field(default=2, ge=-1)
+    seed: int = 42
+
+
+class EvaluationConfig(_Section):
+    """Stage 6: retrieval, RAG and attribution metrics."""
+
+    beir: str | None = None
+    split: str = "test"
+    top_k: int = Field(default=100, ge=1)
+    rag_top_k: int = Field(default=3, ge=1)
+    max_new_tokens: int = Field(default=32, ge=1)
+    limit: int | None = Field(default=None, ge=1)
+
+
+class RayConfig(_Section):
+    """How to reach Ray: ``address`` (or RAY_ADDRESS) else a local cluster."""
+
+    address: str | None = None
+    num_cpus: int | None = Field(default=None, ge=1)
+    object_store_memory: int | None = None
+
+
+class Config(_Section):
+    """The whole job."""
+
+    name: str = "quickstart"
+    seed: int = 42
+    output_dir: str | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    context: ContextConfig = Field(default_factory=ContextConfig)
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    attribution: AttributionConfig = Field(default_factory=AttributionConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    stages: list[str] = Field(
+        default_factory=lambda: ["context", "synthesize", "attribute", "label", "train", "evaluate"]
+    )
+
+    @field_validator("stages")
+    @classmethod
+    def _known_stages(cls, v: list[str]) -> list[str]:
+        known = {"context", "synthesize", "attribute", "label", "train", "evaluate"}
+        bad = [s for s in v if s not in known]
+        if bad:
+            raise ValueError(f"unknown stage(s) {bad}; known: {sorted(known)}")
+        return v
+
+    def dump(self) -> dict[str, Any]:
+        """Plain dict for manifests (no secrets live in the config by construction)."""
+        return self.model_dump(mode="json")
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{source}: {key}: {msg}")
+    return "; ".join(parts)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a","b","c"], parsed YAML value)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {key}: cannot parse value {raw!r}: {exc}") from exc
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict; unknown keys are caught later by validation."""
+    for item in overrides:
+        path, value = parse_override(item)
+        node = data
+        for part in path[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {'.'.join(path)}: {part} is not a section")
+            node = nxt
+        node[path[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a job config and apply overrides; no file means the built-in laptop defaults."""
+    if path is None:
+        data = apply_overrides({}, list(overrides or []))
+        try:
+            return Config.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_format_error(exc, "--set")) from None
+    src = Path(path)
+    try:
+        text = src.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{src}: cannot read config: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{src}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{src}: top level must be a mapping")
+    data = apply_overrides(data, list(overrides or []))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, str(src))) from None

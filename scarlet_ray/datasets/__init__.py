@@ -1,0 +1,41 @@
+"""Readers of public formats -> records (Samples, seeds without passages, or corpus passages).
+
+Every reader is a generator of records; a record it cannot convert is reported through the
+``skipped`` list of its ``Converted`` result with the reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+from scarlet_ray.datasets.base import Converted, FormatSpec
+from scarlet_ray.datasets.beir import read_beir_corpus
+from scarlet_ray.datasets.dpr import read_dpr, read_dpr_tsv_corpus
+from scarlet_ray.datasets.flashrag import read_flashrag_corpus, read_flashrag_qa
+from scarlet_ray.datasets.hotpotqa import read_hotpotqa, read_hotpotqa_corpus
+from scarlet_ray.datasets.kilt import read_kilt
+from scarlet_ray.datasets.musique import read_musique, read_musique_corpus
+from scarlet_ray.datasets.squad import read_squad
+
+FORMATS: dict[str, FormatSpec] = {
+    "hotpotqa": FormatSpec("samples", read_hotpotqa, "HotpotQA distractor JSON"),
+    "hotpotqa-corpus": FormatSpec("corpus", read_hotpotqa_corpus, "{title: [sentences]} JSON"),
+    "musique": FormatSpec("samples", read_musique, "MuSiQue-Ans JSON or JSONL"),
+    "musique-corpus": FormatSpec("corpus", read_musique_corpus, "[{title, text}] JSON"),
+    "dpr": FormatSpec("samples", read_dpr, "DPR training JSON (positive/negative ctxs)"),
+    "dpr-corpus": FormatSpec("corpus", read_dpr_tsv_corpus, "DPR psgs_w100 TSV (id, text, title)"),
+    "flashrag-qa": FormatSpec("seeds", read_flashrag_qa, "FlashRAG QA JSONL (question, answers)"),
+    "flashrag-corpus": FormatSpec("corpus", read_flashrag_corpus, "FlashRAG corpus JSONL"),
+    "kilt": FormatSpec("seeds", read_kilt, "KILT JSONL (input, output[answer, provenance])"),
+    "beir": FormatSpec("corpus", read_beir_corpus, "BEIR directory or corpus.jsonl"),
+    "squad": FormatSpec("samples", read_squad, "SQuAD v1/v2 JSON"),
+}
+
+__all__ = ["FORMATS", "Converted", "FormatSpec", "convert"]
+
+
+def convert(fmt: str, path: str, **kwargs) -> Converted:
+    """Read ``path`` in format ``fmt`` into records."""
+    try:
+        spec = FORMATS[fmt]
+    except KeyError:
+        raise ValueError(f"unknown format {fmt!r}; known: {sorted(FORMATS)}") from None
+    return spec.reader(path, **kwargs)

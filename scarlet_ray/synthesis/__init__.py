@@ -1,0 +1,1 @@
+"""Stage 2: task-specific synthesis on shared contexts."""
