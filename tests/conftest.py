@@ -1,0 +1,61 @@
+"""Shared fixtures: the shared data folder, tiny config-built models, the real small models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def shared_data_dir() -> Path:
+    """../shared/data beside the checkout (CI lays it there), or $SCARLET_SHARED_DATA."""
+    env = os.environ.get("SCARLET_SHARED_DATA")
+    return Path(env) if env else (ROOT.parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    d = shared_data_dir()
+    if not d.is_dir():
+        pytest.fail(f"shared data not found at {d} (set SCARLET_SHARED_DATA)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory):
+    """A 2-layer LLaMA built from a config with random weights, plus SmolLM2's real tokenizer
+    when available (so chat templates are real), saved as an HF folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from scarlet_ray.models.generator import prepare_named_generator
+
+    tok_dir = prepare_named_generator("smollm2-135m-instruct")
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=4096, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    model = LlamaForCausalLM(cfg)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M-Instruct generator from the offline package."""
+    from scarlet_ray.models.generator import load_generator
+
+    return load_generator("smollm2-135m-instruct")
