@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key."""
 
@@ -252,7 +253,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if nxt is None:
                 nxt = node[part] = {}
             if not isinstance(nxt, dict):
-                raise ConfigError(f"override {'.'.join(path)}: {part} is not a section")
+                raise ConfigError(f"override {'.'.join(path)}: {part}: not a section")
             node = nxt
         node[path[-1]] = value
     return data

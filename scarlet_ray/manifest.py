@@ -72,7 +72,9 @@ def print_table(title: str, rows: Sequence[tuple[str, Any]] | Sequence[Sequence[
             t.add_column(str(h))
         for r in rows:
             t.add_row(*[_fmt(x) for x in r])
-        Console().print(t)
+        import sys
+
+        Console(width=None if sys.stdout.isatty() else 200).print(t)
     except ImportError:  # pragma: no cover
         print(title)
         for r in rows:

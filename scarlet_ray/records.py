@@ -170,7 +170,7 @@ def iter_jsonl_objects(path: str | Path) -> Iterator[tuple[int, Any | RecordErro
     """Yield (line number, decoded object or RecordError) for each non-blank line."""
     p = Path(path)
     try:
-        fh = open(p, "rb")
+        fh = open(p, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise RecordError(str(p), "(file)", exc.strerror or str(exc)) from None
     with fh:
