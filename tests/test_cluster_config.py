@@ -137,9 +137,9 @@ def test_cluster_jobs(name: str, generator: str):
 
 
 def test_runtime_env_excludes_and_has_no_secrets(tmp_path: Path):
+    from ray._private.runtime_env.packaging import _zip_files
     from ray.dashboard.modules.dashboard_sdk import parse_runtime_env_args
     from ray.runtime_env import RuntimeEnv
-    from ray._private.runtime_env.packaging import _zip_files
 
     path = JOBS / "runtime_env.yaml"
     env = parse_runtime_env_args(runtime_env=str(path), working_dir=".")
