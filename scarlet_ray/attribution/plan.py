@@ -246,6 +246,5 @@ def device_rows(plan: Plan) -> list[tuple[str, ...]]:
     return rows
 
 
-DEVICE_HEADERS = ("device", "instance", "peak bf16 TFLOP/s (datasheet)", "MFU (estimate)",
-                  "tokens/s per GPU", "GPU-hours", f"$/GPU-h on-demand (est. {PRICES_AS_OF})",
-                  f"$/GPU-h spot (est. {PRICES_AS_OF})", "$ on-demand", "$ spot", "throughput")
+DEVICE_HEADERS = ("device", "instance", "bf16 peak TFLOP/s", "MFU", "tokens/s/GPU", "GPU-hours",
+                  "$/GPU-h", "$/GPU-h spot", "$ total", "$ total spot", "throughput")

@@ -8,6 +8,7 @@ from scarlet_ray.attribution.plan import (
     DEVICE_HEADERS,
     MFU_NOTE,
     PRICE_NOTE,
+    PRICES_AS_OF,
     device_rows,
     make_plan,
     workload_rows,
@@ -20,7 +21,8 @@ def main(cfg: Config, args: argparse.Namespace) -> int:
     plan = make_plan(cfg, args.samples)
     print_table(f"scarlet plan: {cfg.name} (attribution stage)", workload_rows(plan),
                 headers=("quantity", "value", "source"))
-    print_table("throughput and cost per device type", device_rows(plan), headers=DEVICE_HEADERS)
+    print_table(f"throughput and cost per GPU type (prices: estimates as of {PRICES_AS_OF})",
+                device_rows(plan), headers=DEVICE_HEADERS)
     print("estimate = datasheet bf16 peak x " + MFU_NOTE + ".")
     print("prices: " + PRICE_NOTE + ".")
     print("override per device with --set plan.gpus.<NAME>.measured_tokens_per_s=... "
