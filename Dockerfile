@@ -1,5 +1,5 @@
 # scarlet-ray on the Ray GPU image whose version equals the pinned ray (pyproject.toml);
-# tests/test_cluster_docker.py checks that the two agree. No model weights are baked in: nodes
+# tests/test_cluster_config.py checks that the two agree. No model weights are baked in: nodes
 # download them at first use into a host cache that cluster.yaml mounts.
 #
 #   docker build -t scarlet-ray/scarlet-ray:0.1.0-ray2.60.0-gpu .
