@@ -28,7 +28,8 @@ PRICES_AS_OF = "2025-06"
 PRICE_NOTE = (f"AWS us-east-1 Linux list prices as of {PRICES_AS_OF} (after the June-2025 P4/P5 "
               "cut), per GPU = instance price / GPUs; spot is a typical level, it moves hourly")
 MFU_NOTE = ("assumed MFU for HF-transformers bf16 teacher-forced forwards with SDPA and padded, "
-            "length-bucketed batches (no FP8); replace with a measured figure")
+            "length-bucketed batches (no FP8), for models of 1B+ parameters (small models run at far "
+            "lower MFU); replace with a measured figure")
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,11 @@ def workload_rows(plan: Plan) -> list[tuple[str, str, str]]:
     ]
 
 
+def _num(x: float) -> str:
+    """Whole numbers when large, three significant digits when small (a 50-sample plan)."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def device_rows(plan: Plan) -> list[tuple[str, ...]]:
     """One row per device: throughput, GPU-hours and cost."""
     rows = []
@@ -239,10 +245,10 @@ def device_rows(plan: Plan) -> list[tuple[str, ...]]:
         peak = f"{d.peak_tflops:g}" if not d.measured_tokens_per_s else "-"
         mfu = f"{d.mfu:.0%}" if not d.measured_tokens_per_s else "-"
         spot_price = f"{d.spot_usd_per_hour:.2f}" if d.spot_usd_per_hour is not None else "-"
-        spot_cost = f"{c.spot_cost:,.0f}" if c.spot_cost is not None else "-"
+        spot_cost = _num(c.spot_cost) if c.spot_cost is not None else "-"
         rows.append((d.name, d.instance, peak, mfu, f"{c.tokens_per_s:,.0f}",
-                     f"{c.gpu_hours:,.1f}", f"{d.usd_per_hour:.2f}", spot_price,
-                     f"{c.cost:,.0f}", spot_cost, d.source))
+                     _num(c.gpu_hours), f"{d.usd_per_hour:.2f}", spot_price,
+                     _num(c.cost), spot_cost, d.source))
     return rows
 
 
