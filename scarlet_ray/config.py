@@ -184,6 +184,27 @@ class RayConfig(_Section):
     object_store_memory: int | None = None
 
 
+class GpuSpec(_Section):
+    """One device type for ``scarlet plan``; unset fields keep the built-in estimate."""
+
+    peak_tflops: float | None = Field(default=None, gt=0)
+    mfu: float | None = Field(default=None, gt=0, le=1)
+    usd_per_hour: float | None = Field(default=None, ge=0)
+    spot_usd_per_hour: float | None = Field(default=None, ge=0)
+    measured_tokens_per_s: float | None = Field(default=None, gt=0)
+
+
+class PlanConfig(_Section):
+    """``scarlet plan``: per-sample size assumptions and device overrides (all estimates)."""
+
+    prompt_tokens: int = Field(default=100, ge=0)
+    tokens_per_passage: int = Field(default=140, ge=1)
+    answer_tokens: int = Field(default=48, ge=1)
+    passages: int | None = Field(default=None, ge=1)
+    generator_params: float | None = Field(default=None, gt=0)
+    gpus: dict[str, GpuSpec] = Field(default_factory=dict)
+
+
 class Config(_Section):
     """The whole job."""
 
@@ -199,6 +220,7 @@ class Config(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    plan: PlanConfig = Field(default_factory=PlanConfig)
     stages: list[str] = Field(
         default_factory=lambda: ["context", "synthesize", "attribute", "label", "train", "evaluate"]
     )
