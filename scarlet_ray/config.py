@@ -104,6 +104,7 @@ class SynthesisConfig(_Section):
     cache_path: str | None = None
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
     seed: int = 0
+    prefill: bool = False
 
 
 class AttributionConfig(_Section):

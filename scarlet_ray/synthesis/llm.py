@@ -84,6 +84,7 @@ class ChatLLM(ABC):
 
     backend: str
     model: str
+    supports_prefill: bool = False
 
     @abstractmethod
     def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
@@ -98,6 +99,7 @@ class OpenAIChat(ChatLLM):
     """The official ``openai`` client against OpenAI or any compatible server (vLLM, ...)."""
 
     backend = "openai"
+    supports_prefill = False
     RETRY_STATUS = frozenset({408, 409, 429})
 
     def __init__(self, model: str, *, base_url: str | None = None,
@@ -177,6 +179,7 @@ class LocalChat(ChatLLM):
     """The generator model through transformers ``generate`` with its chat template."""
 
     backend = "local"
+    supports_prefill = True
 
     def __init__(self, generator: Any):
         self.gen = generator
@@ -188,7 +191,11 @@ class LocalChat(ChatLLM):
         import torch
 
         tok, model = self.gen.tokenizer, self.gen.model
-        enc = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+        # a final assistant message is a prefill: generation continues it (small models hit the
+        # required format far more often when its first characters are given)
+        prefix = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
+        enc = tok.apply_chat_template(messages, add_generation_prompt=not prefix,
+                                      continue_final_message=bool(prefix), tokenize=True,
                                       return_dict=True, return_tensors="pt")
         ids = enc["input_ids"].to(self.gen.device)
         mask = enc["attention_mask"].to(self.gen.device)
@@ -202,7 +209,7 @@ class LocalChat(ChatLLM):
             torch.manual_seed(seed)
             out = model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
         new = out[0, ids.shape[1]:]
-        text = tok.decode(new, skip_special_tokens=True)
+        text = prefix + tok.decode(new, skip_special_tokens=True)
         finished = bool(len(new)) and int(new[-1]) == tok.eos_token_id
         return ChatResult(text=text, prompt_tokens=int(ids.shape[1]),
                           completion_tokens=int(len(new)),

@@ -47,6 +47,12 @@ from scarlet_ray.synthesis.tasks import Task, selected_tasks
 log = logging.getLogger(__name__)
 
 CHECK_MAX_TOKENS = 16
+SYNTH_PREFILL = '{"input": "'
+CHECK_PREFILL = "["
+
+
+def _with_prefill(messages: list[dict], prefix: str, on: bool) -> list[dict]:
+    return [*messages, {"role": "assistant", "content": prefix}] if on else messages
 
 
 @dataclass
@@ -82,6 +88,7 @@ def _noise_passage(llm: CachedChat, s: SynthesisConfig, passages: list[Passage],
 def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig,
                     synthesizer: dict[str, Any]) -> Outcome:
     """One synthesis call, parse, rule checks, the LLM check and (optionally) a noise passage."""
+    pre = s.prefill and llm.llm.supports_prefill
     sid = pair_id(ctx.id, task.name)
     base = {"id": sid, "context_id": ctx.id, "task": task.name}
 
@@ -97,7 +104,8 @@ def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig
                         "context_id": ctx.id, "task": task.name, "attempts": exc.attempts})
 
     try:
-        r = llm.chat(synthesis_messages(task, ctx.passages), temperature=s.temperature,
+        r = llm.chat(_with_prefill(synthesis_messages(task, ctx.passages), SYNTH_PREFILL, pre),
+                     temperature=s.temperature,
                      max_tokens=s.max_tokens, seed=s.seed)
     except LLMError as exc:
         return failed("synthesis", exc)
@@ -111,7 +119,8 @@ def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig
     check = "skipped"
     if s.check:
         try:
-            c = llm.chat(check_messages(task, ctx.passages, inp, out), temperature=0.0,
+            c = llm.chat(_with_prefill(check_messages(task, ctx.passages, inp, out),
+                                       CHECK_PREFILL, pre), temperature=0.0,
                          max_tokens=min(CHECK_MAX_TOKENS, s.max_tokens), seed=s.seed)
         except LLMError as exc:
             return failed("check", exc)
@@ -227,7 +236,8 @@ def run_synthesis(cfg: Config, contexts: str | Path, out_dir: str | Path,
     usage = Usage(*prices)
     cache = ChatCache(Path(s.cache_path) if s.cache_path else out / "llm_cache.jsonl")
     chat = CachedChat(llm, cache, usage)
-    synthesizer = {"backend": llm.backend, "model": llm.model, "temperature": s.temperature}
+    synthesizer = {"backend": llm.backend, "model": llm.model, "temperature": s.temperature,
+                   "prefill": s.prefill and llm.supports_prefill}
     if llm.backend == "openai":
         synthesizer["base_url"] = _safe_url(s.base_url)
 
