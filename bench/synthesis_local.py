@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -23,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--data", default=os.environ.get("SCARLET_SHARED_DATA",
+                                                    str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--output", required=True)
     ap.add_argument("--contexts", type=int, default=3)
     ap.add_argument("--passages", type=int, default=4)
