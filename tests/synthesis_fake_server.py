@@ -29,6 +29,9 @@ class ServerState:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.models: set[str] = set()
+        self.delay_s = 0.0  # every 200 answer waits this long (to observe parallelism)
+        self.inflight = 0
+        self.max_inflight = 0
 
     def reset_counts(self) -> None:
         with self.lock:
@@ -101,6 +104,14 @@ def make_handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
                                             "code": None}}, hdr)
                 return
             user = body["messages"][-1]["content"]
+            with state.lock:
+                state.inflight += 1
+                state.max_inflight = max(state.max_inflight, state.inflight)
+            try:
+                time.sleep(state.delay_s)
+            finally:
+                with state.lock:
+                    state.inflight -= 1
             if gated or ("[[hang]]" in user and state.hang_s > 0):
                 time.sleep(state.hang_s if not gated else 30)
                 if gated:

@@ -143,6 +143,19 @@ def test_429_and_500_are_retried_then_succeed(shared_data, tmp_path, server):
     assert u["calls"] == 8 and u["attempts"] == 13 and u["failed_calls"] == 0
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_concurrency_limit_is_respected_and_used(shared_data, tmp_path, server, concurrency):
+    ctx_path = tmp_path / "contexts.jsonl"
+    make_contexts(shared_data, ctx_path, n=6)
+    server.state.delay_s = 0.3
+    out = tmp_path / "out"
+    assert cli.main(args(ctx_path, out, server, "synthesis.tasks=[nq]", "synthesis.check=false",
+                         f"synthesis.concurrency={concurrency}")) == 0
+    assert server.state.ok == 6
+    assert server.state.max_inflight == concurrency
+    assert read_manifest(out)["counts"]["accepted"] == 6
+
+
 def test_client_level_retry_rules(server):
     llm = OpenAIChat("fake-gpt", base_url=server.base_url,
                      api_key_env="SCARLET_TEST_OPENAI_KEY", max_retries=2, backoff_s=0.01,
