@@ -303,3 +303,13 @@ def test_kill_9_mid_run_loses_nothing_paid_for(shared_data, tmp_path, server):
     assert server.state.attempts == 12 - 5  # only the unpaid calls are made again
     samples = read_samples(out / "samples.jsonl")
     assert len(samples) == 6 and len({s.id for s in samples}) == 6
+
+
+def test_backoff_grows_and_honours_retry_after(server):
+    llm = OpenAIChat("m", base_url=server.base_url, api_key_env="SCARLET_TEST_OPENAI_KEY",
+                     backoff_s=1.0, backoff_max_s=8.0)
+    for attempt, (lo, hi) in enumerate([(0.5, 1), (1, 2), (2, 4), (4, 8), (4, 8)]):
+        d = llm._delay(attempt, None)
+        assert lo <= d <= hi, (attempt, d)
+    assert llm._delay(3, 0.25) == 0.25  # the server's Retry-After wins when it is sane
+    assert 4 <= llm._delay(3, 600.0) <= 8  # an absurd Retry-After falls back to backoff
