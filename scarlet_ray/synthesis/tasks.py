@@ -1,7 +1,20 @@
 """The task pool: each task's instruction (to the generator and the retriever) and its metric.
 
 Instructions follow the paper's task set (NQ, HotpotQA, ELI5, FEVER, WoW, T-REx styles). Users add
-tasks through ``synthesis.extra_tasks`` in a job file.
+tasks through ``synthesis.extra_tasks`` in a job file and pick the ones to run with
+``synthesis.tasks``::
+
+    synthesis:
+      tasks: [nq, fever, legal]
+      extra_tasks:
+        - name: legal
+          description: statute question answering
+          instruction: Answer the legal question, citing the passages.
+          example_input: Which act governs data protection in the UK?
+          example_output: the Data Protection Act 2018
+          metric: substring        # substring | rougeL | f1 | accuracy
+          extractive: true         # rule check: the answer must occur in the context
+          labels: []               # rule check: closed label set (e.g. [SUPPORTS, REFUTES])
 """
 
 from __future__ import annotations
