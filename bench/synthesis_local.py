@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--temperature", type=float, default=0.5)
     ap.add_argument("--prefill", action="store_true")
+    ap.add_argument("--cache", default=None, help="LLM cache JSONL to reuse (re-judge for free)")
     a = ap.parse_args()
     out = Path(a.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -46,7 +47,8 @@ def main() -> None:
                    str(out / "stage"), "--set", "synthesis.backend=local",
                    "--set", f"synthesis.max_tokens={a.max_tokens}",
                    "--set", f"synthesis.temperature={a.temperature}",
-                   "--set", f"synthesis.prefill={str(a.prefill).lower()}"])
+                   "--set", f"synthesis.prefill={str(a.prefill).lower()}",
+                   *(["--set", f"synthesis.cache_path={a.cache}"] if a.cache else [])])
     wall = time.time() - t0
     m = read_manifest(out / "stage")
     result = {"rc": rc, "wall_s": round(wall, 1), "args": vars(a), "counts": m["counts"],

@@ -48,6 +48,7 @@ def test_parse_synthesis_accepts_the_format(text, expected):
     ('{"input": "When?", "output": "1997", "extra": 1}', "malformed:keys"),
     ('{"input": "When?", "output": 1997}', "malformed:types"),
     ('{"input": "When?", "output": "  "}', "malformed:empty_field"),
+    ('{"input": "X", "output": "X", "output": "Y"}', "malformed:duplicate_key"),
 ])
 def test_parse_synthesis_rejects_with_reason(text, reason):
     with pytest.raises(ParseError) as ei:
@@ -74,6 +75,8 @@ def test_rule_checks():
     assert rule_check(nq, P, "Oasis")[0] == "rule:answer_not_in_context"
     assert rule_check(nq, P, "Radio")[0] == "rule:answer_not_in_context"  # whole words only
     assert rule_check(eli5, P, "Anything goes for long form")[0] is None
+    assert rule_check(nq, P, "Radiohead", "radiohead.")[0] == "rule:output_repeats_input"
+    assert rule_check(nq, P, "Radiohead", "Which band released OK Computer?")[0] is None
 
 
 @given(st.text(max_size=40))

@@ -20,8 +20,11 @@ def normalize(text: str) -> str:
     return " ".join(t.split())
 
 
-def rule_check(task: Task, passages: Sequence[Passage], output: str) -> tuple[str | None, str]:
+def rule_check(task: Task, passages: Sequence[Passage], output: str,
+               input_text: str = "") -> tuple[str | None, str]:
     """Return (reject reason or None, the output in canonical form)."""
+    if input_text and normalize(output) == normalize(input_text):
+        return "rule:output_repeats_input", output  # degenerate: small models do this a lot
     if task.labels:
         canon = {lab.upper(): lab for lab in task.labels}
         key = output.strip().strip(".").upper()

@@ -66,6 +66,15 @@ def synthesis_messages(task: Task, passages: Sequence[Passage]) -> list[dict]:
 _FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
 
 
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    """json.loads keeps the last of repeated keys; a strict parser refuses them."""
+    keys = [k for k, _ in pairs]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ParseError("malformed:duplicate_key", f"{dup}")
+    return dict(pairs)
+
+
 def parse_synthesis(text: str) -> tuple[str, str]:
     """Strict: one JSON object with exactly the string keys input and output (a ```json fence
     around it is allowed, nothing else)."""
@@ -76,7 +85,7 @@ def parse_synthesis(text: str) -> tuple[str, str]:
     if not s:
         raise ParseError("malformed:empty")
     try:
-        obj = json.loads(s)
+        obj = json.loads(s, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as exc:
         raise ParseError("malformed:not_json", f"{exc.msg} at column {exc.colno}") from None
     if not isinstance(obj, dict):
@@ -132,7 +141,7 @@ def parse_noise(text: str) -> tuple[str, str]:
     if m:
         s = m.group(1).strip()
     try:
-        obj = json.loads(s)
+        obj = json.loads(s, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as exc:
         raise ParseError("noise:not_json", exc.msg) from None
     if not isinstance(obj, dict) or set(obj) != {"title", "text"}:

@@ -113,7 +113,7 @@ def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig
         inp, out = parse_synthesis(r.text)
     except ParseError as exc:
         return rejected("parse", exc.reason, str(exc), r.text, finish_reason=r.finish_reason)
-    reason, out = rule_check(task, ctx.passages, out)
+    reason, out = rule_check(task, ctx.passages, out, inp)
     if reason:
         return rejected("rule", reason, f"output {out[:200]!r}", r.text, input=inp, output=out)
     check = "skipped"
