@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from scarlet_ray.config import load_config
 from scarlet_ray.datasets import convert
@@ -79,10 +80,15 @@ def test_local_backend_end_to_end_with_tiny_model(shared_data, tmp_path, tiny_ch
 def test_smollm2_writes_samples_end_to_end(shared_data, tmp_path, smollm2):
     ctx_path = tmp_path / "contexts.jsonl"
     ctx = contexts(shared_data, ctx_path, n=1)
-    cfg = load_config(None, ["synthesis.tasks=[nq, fever]", "synthesis.max_tokens=32",
+    cfg = load_config(None, ["synthesis.tasks=[nq, fever]", "synthesis.max_tokens=24",
                              "synthesis.prefill=true"])
     out = tmp_path / "out"
-    run_synthesis(cfg, ctx_path, out, llm=LocalChat(smollm2), progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a shared 2-core box, 2 threads per process oversubscribe (~10x)
+    try:
+        run_synthesis(cfg, ctx_path, out, llm=LocalChat(smollm2), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     m = read_manifest(out)
     assert m["counts"]["accepted"] + m["counts"]["rejected"] == 2
     assert m["usage"]["completion_tokens"] > 0 and m["usage"]["calls"] >= 2
