@@ -313,3 +313,13 @@ def test_backoff_grows_and_honours_retry_after(server):
         assert lo <= d <= hi, (attempt, d)
     assert llm._delay(3, 0.25) == 0.25  # the server's Retry-After wins when it is sane
     assert 4 <= llm._delay(3, 600.0) <= 8  # an absurd Retry-After falls back to backoff
+
+
+def test_bad_input_exits_2_with_a_reason(shared_data, tmp_path, server, capsys):
+    ctx_path = tmp_path / "contexts.jsonl"
+    assert cli.main(args(ctx_path, tmp_path / "o", server)) == 2
+    assert "contexts.jsonl: file not found" in capsys.readouterr().err
+    make_contexts(shared_data, ctx_path, n=1)
+    assert cli.main(args(ctx_path, tmp_path / "o", server, "synthesis.tasks=[nq, nope]")) == 2
+    assert "synthesis.tasks: unknown task(s) ['nope']" in capsys.readouterr().err
+    assert server.state.attempts == 0
