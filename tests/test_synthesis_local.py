@@ -71,6 +71,11 @@ def test_local_backend_end_to_end_with_tiny_model(shared_data, tmp_path, tiny_ch
                                           "temperature": 0.5, "prefill": True}
     assert m["usage"]["calls"] >= 2 and m["usage"]["cost_usd"] == 0
     assert summary.usage["completion_tokens"] > 0
+    # resuming a finished run loads no model at all (this generator path does not exist)
+    idle = cfg.model_copy(deep=True)
+    idle.models.generator = str(tmp_path / "no-such-model")
+    done = run_synthesis(idle, ctx_path, out, progress=False)
+    assert done.attempted == 0 and read_manifest(out)["counts"]["pairs_skipped_done"] == 2
     # the same cache in a fresh directory: no generation at all
     again = run_synthesis(cfg, ctx_path, tmp_path / "out2", llm=tiny_chat, progress=False)
     assert again.usage["calls"] == 0 and again.usage["cache_hits"] == m["usage"]["calls"]

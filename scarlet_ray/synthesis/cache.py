@@ -21,6 +21,15 @@ from scarlet_ray.synthesis.llm import ChatLLM, ChatResult, LLMError, Usage
 log = logging.getLogger(__name__)
 
 
+def _lock_file(fh: Any) -> None:
+    """Exclusive advisory lock, released when the file is closed (POSIX only)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the thread lock still holds
+        return
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+
+
 def cache_key(identity: dict[str, Any], messages: list[dict], params: dict[str, Any]) -> str:
     blob = json.dumps({"llm": identity, "messages": messages, "params": params},
                       sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -70,6 +79,7 @@ class ChatCache:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
+                _lock_file(fh)  # two runs sharing one cache_path must not interleave lines
                 fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -66,6 +66,18 @@ class Outcome:
     sample: Sample | None = None
 
 
+class _Idle(ChatLLM):
+    """Stands in for the configured backend when a resumed run has nothing left to ask."""
+
+    def __init__(self, cfg: Config):
+        self.backend = cfg.synthesis.backend
+        self.model = cfg.synthesis.model if self.backend == "openai" else cfg.models.generator
+
+    def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
+             seed: int = 0) -> Any:
+        raise AssertionError("no pair is pending")
+
+
 def pair_id(context_id: str, task: str) -> str:
     return f"{context_id}-{task}"
 
@@ -230,7 +242,8 @@ def run_synthesis(cfg: Config, contexts: str | Path, out_dir: str | Path,
 
     t_load = time.time()
     if llm is None:
-        llm = build_llm(cfg)
+        # nothing pending: don't load a model (or need a key) just to write the manifest
+        llm = build_llm(cfg) if n_pairs else _Idle(cfg)
     load_s = time.time() - t_load
     prices = (s.price_per_1k_input, s.price_per_1k_output) if llm.backend == "openai" else (0, 0)
     usage = Usage(*prices)
