@@ -76,6 +76,8 @@ class TaskSpec(_Section):
     example_input: str = ""
     example_output: str = ""
     metric: Literal["substring", "rougeL", "f1", "accuracy"] = "substring"
+    labels: list[str] = Field(default_factory=list)
+    extractive: bool = False
 
 
 class SynthesisConfig(_Section):
@@ -98,6 +100,12 @@ class SynthesisConfig(_Section):
     noise_passage: bool = False
     price_per_1k_input: float = Field(default=0.0025, ge=0)
     price_per_1k_output: float = Field(default=0.01, ge=0)
+    backoff_s: float = Field(default=1.0, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    cache_path: str | None = None
+    max_error_rate: float = Field(default=0.05, ge=0, le=1)
+    seed: int = 0
+    prefill: bool = False
 
 
 class AttributionConfig(_Section):

@@ -1,0 +1,231 @@
+"""Chat LLM backends behind one interface: an OpenAI-compatible endpoint or the local generator.
+
+The openai backend does its own retry loop (the client's is switched off) so that which failures
+are retried, how long it waits and how many attempts were made are explicit and tested. The API
+key is read from the environment variable the config names and handed only to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChatResult:
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    attempts: int = 1
+    cached: bool = False
+    finish_reason: str | None = None
+
+
+class LLMError(RuntimeError):
+    """A call failed for good (after retries); ``reason`` is a short code for counts."""
+
+    def __init__(self, reason: str, detail: str = "", attempts: int = 1):
+        self.reason = reason
+        self.attempts = attempts
+        super().__init__(f"{reason} after {attempts} attempt(s): {detail}" if detail else reason)
+
+
+class Usage:
+    """Thread-safe token, request and cost counters for the manifest."""
+
+    def __init__(self, price_in_per_1k: float = 0.0, price_out_per_1k: float = 0.0):
+        self._lock = threading.Lock()
+        self.price_in = price_in_per_1k
+        self.price_out = price_out_per_1k
+        self.calls = 0
+        self.attempts = 0
+        self.cache_hits = 0
+        self.failures = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def add(self, r: ChatResult) -> None:
+        with self._lock:
+            if r.cached:
+                self.cache_hits += 1
+                return
+            self.calls += 1
+            self.attempts += r.attempts
+            self.prompt_tokens += r.prompt_tokens
+            self.completion_tokens += r.completion_tokens
+
+    def add_failure(self, attempts: int) -> None:
+        with self._lock:
+            self.failures += 1
+            self.attempts += attempts
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return prompt_tokens / 1000 * self.price_in + completion_tokens / 1000 * self.price_out
+
+    def as_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {"calls": self.calls, "attempts": self.attempts,
+                    "cache_hits": self.cache_hits, "failed_calls": self.failures,
+                    "prompt_tokens": self.prompt_tokens,
+                    "completion_tokens": self.completion_tokens,
+                    "cost_usd": round(self.cost(self.prompt_tokens, self.completion_tokens), 6)}
+
+
+class ChatLLM(ABC):
+    """``chat(messages, temperature, max_tokens, seed) -> ChatResult``; raises LLMError."""
+
+    backend: str
+    model: str
+    supports_prefill: bool = False
+
+    @abstractmethod
+    def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
+             seed: int = 0) -> ChatResult: ...
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two backends' answers interchangeable (part of the cache key)."""
+        return {"backend": self.backend, "model": self.model}
+
+
+class OpenAIChat(ChatLLM):
+    """The official ``openai`` client against OpenAI or any compatible server (vLLM, ...)."""
+
+    backend = "openai"
+    supports_prefill = False
+    RETRY_STATUS = frozenset({408, 409, 429})
+
+    def __init__(self, model: str, *, base_url: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 60.0,
+                 max_retries: int = 5, backoff_s: float = 1.0, backoff_max_s: float = 30.0,
+                 concurrency: int = 4, send_seed: bool = False):
+        import openai
+
+        key = os.environ.get(api_key_env)
+        if not key:
+            if base_url is None:
+                raise ValueError(f"synthesis.api_key_env: environment variable {api_key_env} is "
+                                 "not set (the OpenAI API needs a key; local servers take "
+                                 "synthesis.base_url)")
+            key = "EMPTY"  # OpenAI-compatible local servers without auth
+        self.model = model
+        self.base_url = base_url
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.send_seed = send_seed
+        self._sem = threading.BoundedSemaphore(concurrency)
+        self._openai = openai
+        self._client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout_s,
+                                     max_retries=0)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None and 0 <= retry_after <= self.backoff_max_s:
+            return retry_after
+        base = min(self.backoff_max_s, self.backoff_s * (2 ** attempt))
+        return base * (0.5 + random.random() / 2)  # jitter so parallel workers spread out
+
+    def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
+             seed: int = 0) -> ChatResult:
+        oa = self._openai
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages,
+                                  "temperature": temperature, "max_tokens": max_tokens}
+        if self.send_seed:
+            kwargs["seed"] = seed
+        for attempt in range(self.max_retries + 1):
+            retry_after: float | None = None
+            try:
+                with self._sem:
+                    resp = self._client.chat.completions.create(**kwargs)
+                choice = resp.choices[0] if resp.choices else None
+                if choice is None:
+                    raise LLMError("bad_response", "no choices", attempt + 1)
+                u = resp.usage
+                return ChatResult(text=choice.message.content or "",
+                                  prompt_tokens=getattr(u, "prompt_tokens", 0) or 0,
+                                  completion_tokens=getattr(u, "completion_tokens", 0) or 0,
+                                  attempts=attempt + 1, finish_reason=choice.finish_reason)
+            except oa.APITimeoutError:
+                reason, retryable, detail = "timeout", True, f"no answer in {self.timeout_s}s"
+            except oa.APIConnectionError as exc:
+                reason, retryable, detail = "connection", True, type(exc).__name__
+            except oa.APIStatusError as exc:
+                code = exc.status_code
+                reason, detail = f"http_{code}", str(exc)[:200]
+                retryable = code in self.RETRY_STATUS or code >= 500
+                try:
+                    ra = exc.response.headers.get("retry-after")
+                    retry_after = float(ra) if ra is not None else None
+                except (ValueError, AttributeError):
+                    retry_after = None
+            if not retryable or attempt == self.max_retries:
+                raise LLMError(reason, detail, attempt + 1)
+            delay = self._delay(attempt, retry_after)
+            log.warning("chat call failed (%s), retry %d/%d in %.2fs", reason, attempt + 1,
+                        self.max_retries, delay)
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+class LocalChat(ChatLLM):
+    """The generator model through transformers ``generate`` with its chat template."""
+
+    backend = "local"
+    supports_prefill = True
+
+    def __init__(self, generator: Any):
+        self.gen = generator
+        self.model = generator.name
+        self._lock = threading.Lock()  # one generate at a time: the CPU is the bottleneck
+
+    def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
+             seed: int = 0) -> ChatResult:
+        import torch
+
+        tok, model = self.gen.tokenizer, self.gen.model
+        # a final assistant message is a prefill: generation continues it (small models hit the
+        # required format far more often when its first characters are given)
+        prefix = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
+        enc = tok.apply_chat_template(messages, add_generation_prompt=not prefix,
+                                      continue_final_message=bool(prefix), tokenize=True,
+                                      return_dict=True, return_tensors="pt")
+        ids = enc["input_ids"].to(self.gen.device)
+        mask = enc["attention_mask"].to(self.gen.device)
+        gen_kwargs: dict[str, Any] = {"max_new_tokens": max_tokens,
+                                      "pad_token_id": tok.pad_token_id}
+        if temperature > 0:
+            gen_kwargs.update(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
+        else:
+            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with self._lock, torch.no_grad():
+            torch.manual_seed(seed)
+            out = model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
+        new = out[0, ids.shape[1]:]
+        text = prefix + tok.decode(new, skip_special_tokens=True)
+        finished = bool(len(new)) and int(new[-1]) == tok.eos_token_id
+        return ChatResult(text=text, prompt_tokens=int(ids.shape[1]),
+                          completion_tokens=int(len(new)),
+                          finish_reason="stop" if finished else "length")
+
+
+def build_llm(cfg: Any) -> ChatLLM:
+    """The backend a job config asks for (``cfg`` is the whole Config)."""
+    s = cfg.synthesis
+    if s.backend == "openai":
+        return OpenAIChat(s.model, base_url=s.base_url, api_key_env=s.api_key_env,
+                          timeout_s=s.timeout_s, max_retries=s.max_retries,
+                          backoff_s=s.backoff_s, backoff_max_s=s.backoff_max_s,
+                          concurrency=s.concurrency)
+    from scarlet_ray.models.generator import load_generator
+
+    gen = load_generator(cfg.models.generator, dtype=cfg.models.dtype, device=cfg.models.device,
+                         attn_implementation=cfg.models.attn_implementation)
+    return LocalChat(gen)

@@ -1,0 +1,328 @@
+"""Stage 2: shared contexts -> task Samples, with strict parsing, rule and LLM checks.
+
+Every (context, task) pair ends in exactly one place: ``samples.jsonl`` (accepted),
+``rejected.jsonl`` (the LLM answered but the answer failed a check; final, with the reason) or
+``errors.jsonl`` (the call itself failed: timeout, HTTP error; retried on the next run). Each
+record is appended and fsynced as soon as it is decided and every LLM answer is cached on disk
+first, so a crash loses nothing paid for and a rerun skips decided pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from scarlet_ray.config import Config, SynthesisConfig
+from scarlet_ray.records import (
+    Passage,
+    Sample,
+    append_errors,
+    completed_ids,
+    iter_jsonl_objects,
+    read_jsonl,
+    write_jsonl,
+)
+from scarlet_ray.synthesis.cache import CachedChat, ChatCache
+from scarlet_ray.synthesis.checks import rule_check
+from scarlet_ray.synthesis.llm import ChatLLM, LLMError, Usage
+from scarlet_ray.synthesis.prompts import (
+    PROMPT_VERSION,
+    ParseError,
+    check_messages,
+    noise_messages,
+    parse_check,
+    parse_noise,
+    parse_synthesis,
+    synthesis_messages,
+)
+from scarlet_ray.synthesis.tasks import Task, selected_tasks
+
+log = logging.getLogger(__name__)
+
+CHECK_MAX_TOKENS = 16
+SYNTH_PREFILL = '{"input": "'
+CHECK_PREFILL = "["
+
+
+def _with_prefill(messages: list[dict], prefix: str, on: bool) -> list[dict]:
+    return [*messages, {"role": "assistant", "content": prefix}] if on else messages
+
+
+@dataclass
+class Outcome:
+    """What happened to one (context, task) pair."""
+
+    status: str  # accepted | rejected | failed
+    task: str
+    reason: str = ""
+    record: dict[str, Any] = field(default_factory=dict)
+    sample: Sample | None = None
+
+
+class _Idle(ChatLLM):
+    """Stands in for the configured backend when a resumed run has nothing left to ask."""
+
+    def __init__(self, cfg: Config):
+        self.backend = cfg.synthesis.backend
+        self.model = cfg.synthesis.model if self.backend == "openai" else cfg.models.generator
+
+    def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
+             seed: int = 0) -> Any:
+        raise AssertionError("no pair is pending")
+
+
+def pair_id(context_id: str, task: str) -> str:
+    return f"{context_id}-{task}"
+
+
+def _noise_passage(llm: CachedChat, s: SynthesisConfig, passages: list[Passage], inp: str,
+                   out: str) -> tuple[Passage | None, str | None]:
+    try:
+        r = llm.chat(noise_messages(passages, inp, out), temperature=s.temperature,
+                     max_tokens=s.max_tokens, seed=s.seed)
+        title, text = parse_noise(r.text)
+    except (LLMError, ParseError) as exc:
+        return None, f"noise:{exc.reason}"
+    taken = {p.id for p in passages}
+    pid, k = "noise", 1
+    while pid in taken:
+        pid, k = f"noise-{k}", k + 1
+    return Passage(id=pid, title=title, text=text), None
+
+
+def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig,
+                    synthesizer: dict[str, Any]) -> Outcome:
+    """One synthesis call, parse, rule checks, the LLM check and (optionally) a noise passage."""
+    pre = s.prefill and llm.llm.supports_prefill
+    sid = pair_id(ctx.id, task.name)
+    base = {"id": sid, "context_id": ctx.id, "task": task.name}
+
+    def rejected(stage: str, reason: str, detail: str, raw: str, **kw: Any) -> Outcome:
+        return Outcome("rejected", task.name, reason,
+                       {**base, "stage": stage, "reason": reason, "detail": detail,
+                        "raw": raw[:4000], **kw})
+
+    def failed(stage: str, exc: LLMError) -> Outcome:
+        return Outcome("failed", task.name, f"llm:{exc.reason}",
+                       {"source": "synthesis", "id": sid, "field": stage,
+                        "reason": f"llm:{exc.reason}", "detail": str(exc)[:300],
+                        "context_id": ctx.id, "task": task.name, "attempts": exc.attempts})
+
+    try:
+        r = llm.chat(_with_prefill(synthesis_messages(task, ctx.passages), SYNTH_PREFILL, pre),
+                     temperature=s.temperature,
+                     max_tokens=s.max_tokens, seed=s.seed)
+    except LLMError as exc:
+        return failed("synthesis", exc)
+    try:
+        inp, out = parse_synthesis(r.text)
+    except ParseError as exc:
+        return rejected("parse", exc.reason, str(exc), r.text, finish_reason=r.finish_reason)
+    reason, out = rule_check(task, ctx.passages, out, inp)
+    if reason:
+        return rejected("rule", reason, f"output {out[:200]!r}", r.text, input=inp, output=out)
+    check = "skipped"
+    if s.check:
+        try:
+            c = llm.chat(_with_prefill(check_messages(task, ctx.passages, inp, out),
+                                       CHECK_PREFILL, pre), temperature=0.0,
+                         max_tokens=min(CHECK_MAX_TOKENS, s.max_tokens), seed=s.seed)
+        except LLMError as exc:
+            return failed("check", exc)
+        try:
+            ok = parse_check(c.text)
+        except ParseError as exc:
+            return rejected("check", exc.reason, str(exc), c.text, input=inp, output=out)
+        if not ok:
+            return rejected("check", "check:no", "the check pass answered [NO]", c.text,
+                            input=inp, output=out)
+        check = "yes"
+    passages = list(ctx.passages)
+    meta: dict[str, Any] = {"context_id": ctx.id, "synthesizer": synthesizer, "check": check,
+                            "prompt_version": PROMPT_VERSION, "seed_input": ctx.input}
+    if s.noise_passage:
+        noise, err = _noise_passage(llm, s, passages, inp, out)
+        if noise is not None:
+            passages.append(noise)
+            meta["noise_passage_id"] = noise.id
+        else:
+            meta["noise_error"] = err
+    answers = [out] if (task.labels or task.extractive or task.metric == "substring") else []
+    sample = Sample(id=sid, task=task.name, instruction=task.instruction, input=inp, output=out,
+                    answers=answers, passages=passages, meta=meta)
+    return Outcome("accepted", task.name, "", sample=sample)
+
+
+def repair_tail(path: Path) -> bool:
+    """Cut a torn last line (a crash mid-append) so the file stays valid JSONL."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return False
+    with open(path, "rb+") as fh:
+        fh.truncate(data.rfind(b"\n") + 1)
+    log.warning("%s: removed a torn last line left by an interrupted run", path)
+    return True
+
+
+def _safe_url(url: str | None) -> str | None:
+    """A base_url for the manifest, without any user:password part."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _file_counts(path: Path) -> tuple[Counter, dict[str, Counter]]:
+    by_task: Counter = Counter()
+    reasons: dict[str, Counter] = defaultdict(Counter)
+    if path.exists():
+        for _, obj in iter_jsonl_objects(path):
+            if isinstance(obj, dict):
+                by_task[obj.get("task", "?")] += 1
+                if "reason" in obj:
+                    reasons[obj.get("task", "?")][obj["reason"]] += 1
+    return by_task, reasons
+
+
+@dataclass
+class RunSummary:
+    counts: dict[str, Any]
+    usage: dict[str, Any]
+    failed: int
+    attempted: int
+    rows: list[tuple[Any, ...]]
+
+
+def run_synthesis(cfg: Config, contexts: str | Path, out_dir: str | Path,
+                  llm: ChatLLM | None = None, progress: bool = True) -> RunSummary:
+    """Synthesize every pending (context, task) pair of ``contexts`` into ``out_dir``."""
+    from tqdm import tqdm
+
+    from scarlet_ray.manifest import write_manifest
+    from scarlet_ray.synthesis.llm import build_llm
+
+    t0 = time.time()
+    s = cfg.synthesis
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    samples_p, rejected_p, errors_p = out / "samples.jsonl", out / "rejected.jsonl", out / "errors.jsonl"
+    tasks = selected_tasks(s)
+    if not Path(contexts).exists():
+        raise FileNotFoundError(2, "contexts file not found", str(contexts))
+    for p in (samples_p, rejected_p):
+        repair_tail(p)
+    if errors_p.exists():
+        errors_p.unlink()  # errors.jsonl lists what is still missing after THIS run
+    report = read_jsonl(contexts, Sample, on_error="quarantine", errors_path=errors_p,
+                        require_passages=True)
+    ctxs = report.records
+    ids = [pair_id(c.id, t.name) for c in ctxs for t in tasks]
+    dup = [k for k, n in Counter(ids).items() if n > 1]
+    if dup:
+        raise ValueError(f"{contexts}: sample ids collide across (context, task): {dup[:3]}")
+    done = completed_ids(samples_p) | completed_ids(rejected_p)
+    work: list[tuple[Sample, list[Task]]] = []
+    for c in ctxs:
+        todo = [t for t in tasks if pair_id(c.id, t.name) not in done]
+        if todo:
+            work.append((c, todo))
+    n_pairs = sum(len(t) for _, t in work)
+
+    t_load = time.time()
+    if llm is None:
+        # nothing pending: don't load a model (or need a key) just to write the manifest
+        llm = build_llm(cfg) if n_pairs else _Idle(cfg)
+    load_s = time.time() - t_load
+    prices = (s.price_per_1k_input, s.price_per_1k_output) if llm.backend == "openai" else (0, 0)
+    usage = Usage(*prices)
+    cache = ChatCache(Path(s.cache_path) if s.cache_path else out / "llm_cache.jsonl")
+    chat = CachedChat(llm, cache, usage)
+    synthesizer = {"backend": llm.backend, "model": llm.model, "temperature": s.temperature,
+                   "prefill": s.prefill and llm.supports_prefill}
+    if llm.backend == "openai":
+        synthesizer["base_url"] = _safe_url(s.base_url)
+
+    lock = threading.Lock()
+    run_status: Counter = Counter()
+    failed_reasons: dict[str, Counter] = defaultdict(Counter)
+    bar = tqdm(total=n_pairs, desc="synthesize", unit="pair", disable=not progress)
+
+    def record(o: Outcome) -> None:
+        with lock:
+            if o.status == "accepted":
+                write_jsonl(samples_p, [o.sample], append=True)
+            elif o.status == "rejected":
+                write_jsonl(rejected_p, [o.record], append=True)
+            else:
+                append_errors(errors_p, [o.record])
+                failed_reasons[o.task][o.reason] += 1
+            run_status[o.status] += 1
+            bar.update(1)
+
+    def one_context(item: tuple[Sample, list[Task]]) -> None:
+        ctx, todo = item
+        for task in todo:
+            record(synthesize_pair(chat, ctx, task, s, synthesizer))
+
+    workers = s.concurrency if llm.backend == "openai" else 1
+    t_run = time.time()
+    if workers > 1 and len(work) > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synth") as pool:
+            for _ in pool.map(one_context, work):
+                pass
+    else:
+        for item in work:
+            one_context(item)
+    bar.close()
+    run_s = time.time() - t_run
+
+    accepted, _ = _file_counts(samples_p)
+    rejected, rej_reasons = _file_counts(rejected_p)
+    failed_total = run_status["failed"]
+    paid_in, paid_out = cache.paid_tokens()
+    usage_d = usage.as_dict()
+    counts: dict[str, Any] = {
+        "contexts": len(ctxs), "contexts_quarantined": len(report.errors),
+        "tasks": [t.name for t in tasks], "pairs_total": len(ids),
+        "pairs_skipped_done": len(ids) - n_pairs, "pairs_attempted": n_pairs,
+        "this_run": dict(run_status),
+        "accepted": sum(accepted.values()), "rejected": sum(rejected.values()),
+        "failed": failed_total,
+        "by_task": {t.name: {"accepted": accepted[t.name], "rejected": rejected[t.name],
+                             "failed": sum(failed_reasons[t.name].values()),
+                             "rejected_reasons": dict(rej_reasons[t.name]),
+                             "failed_reasons": dict(failed_reasons[t.name])}
+                    for t in tasks},
+    }
+    status = "complete" if failed_total == 0 and not report.errors else "incomplete"
+    write_manifest(out, "synthesize", config=cfg.dump(), models={"synthesizer": synthesizer},
+                   counts=counts, timings={"total_s": time.time() - t0, "llm_load_s": load_s,
+                                           "pairs_s": run_s}, status=status,
+                   extra={"usage": usage_d,
+                          "cache": {"path": str(cache.path), "entries": len(cache),
+                                    "paid_prompt_tokens": paid_in,
+                                    "paid_completion_tokens": paid_out,
+                                    "paid_cost_usd": round(usage.cost(paid_in, paid_out), 6)},
+                          "prompt_version": PROMPT_VERSION})
+    rows: list[tuple[Any, ...]] = [
+        (t.name, accepted[t.name], rejected[t.name], sum(failed_reasons[t.name].values()),
+         ", ".join(f"{k}={v}" for k, v in sorted(rej_reasons[t.name].items())) or "-")
+        for t in tasks]
+    return RunSummary(counts=counts, usage=usage_d, failed=failed_total, attempted=n_pairs,
+                      rows=rows)
+
+
+def failure_rate_exceeded(summary: RunSummary, max_error_rate: float) -> bool:
+    return summary.attempted > 0 and summary.failed / summary.attempted > max_error_rate
