@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -62,7 +63,8 @@ def summarize(seeds, results, by_id_seed) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--data", default=os.environ.get("SCARLET_SHARED_DATA",
+                                                    str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--output", default=str(ROOT / "bench" / "results" / "context_stats.json"))
     ap.add_argument("--index-dir", default=str(ROOT / ".cache" / "context_stats_index"))
     ap.add_argument("--limit", type=int, default=100)

@@ -43,9 +43,10 @@ PREFIXES = (
     "PREFIX rdfs: <http://www.w3.org/2000/01/rdf-schema#>\n"
     "PREFIX schema: <http://schema.org/>\n"
 )
-QID_RE = re.compile(r"^Q[1-9][0-9]{0,11}$")
-PID_RE = re.compile(r"^P[1-9][0-9]{0,11}$")
-LANG_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{1,8})*$")
+# used with .match(); \Z, not $, which would accept a trailing newline
+QID_RE = re.compile(r"Q[1-9][0-9]{0,11}\Z")
+PID_RE = re.compile(r"P[1-9][0-9]{0,11}\Z")
+LANG_RE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{1,8})*\Z")
 MAX_LABEL_CHARS = 250  # Wikidata's label length limit: longer strings cannot be labels
 
 
@@ -55,7 +56,7 @@ class KnowledgeGraphError(RuntimeError):
 
 # ---------------------------------------------------------------- safe query building
 
-_ECHAR = {"\\": "\\\\", '"': '\\"', "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+_ECHAR = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t",
           "\b": "\\b", "\f": "\\f"}
 
 
@@ -63,9 +64,11 @@ def sparql_literal(value: str, lang: str | None = None) -> str:
     """``value`` as a SPARQL (and Turtle) double-quoted string literal.
 
     Every character the grammar forbids raw (quote, backslash, CR, LF) and the other ECHARs are
-    escaped. A ``u``/``U`` right after a backslash is written as its ``\\uXXXX`` code point, so an
-    engine that pre-processes code-point escapes over the whole query text (SPARQL 1.1 section
-    19.2) reads the same string as one that does not. Lone surrogates become U+FFFD.
+    escaped (a single quote needs none inside double quotes, and some parsers reject ``\\'``).
+    A ``u``/``U`` right after a backslash is written as its 8-digit ``\\UXXXXXXXX`` code point
+    (following hex digits cannot extend it), so an engine that pre-processes code-point escapes
+    over the whole query text (SPARQL 1.1 section 19.2, e.g. rdflib) reads the same string as
+    one that does not (Oxigraph). Lone surrogates become U+FFFD.
     """
     if lang is not None and not LANG_RE.match(lang):
         raise ValueError(f"invalid language tag {lang!r}")
@@ -74,7 +77,7 @@ def sparql_literal(value: str, lang: str | None = None) -> str:
     prev_backslash = False
     for ch in value:
         if prev_backslash and ch in "uU":
-            out.append(f"\\u{ord(ch):04X}")
+            out.append(f"\\U{ord(ch):08X}")
         else:
             out.append(_ECHAR.get(ch, ch))
         prev_backslash = ch == "\\"
