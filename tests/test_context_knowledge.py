@@ -4,6 +4,7 @@ real Wikidata files; the corpus co-occurrence graph on real HotpotQA paragraphs.
 from __future__ import annotations
 
 import pytest
+from context_support import NASTY, NEIGHBOUR_LABELS, PROPS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rdflib.plugins.sparql import prepareQuery
@@ -20,34 +21,6 @@ from scarlet_ray.context.knowledge import (
 from scarlet_ray.datasets.wikidata import TURTLE_PREFIXES, shared_wikidata_files, to_turtle
 from scarlet_ray.records import CorpusPassage
 
-PROPS = ["P31", "P361", "P112", "P910", "P527", "P2670"]
-
-# Labels of some neighbours of the shared entities: wbgetentities answers carry the labels of
-# the requested entities only, not of the items their statements point to.
-NEIGHBOUR_LABELS = TURTLE_PREFIXES + """
-wd:Q5 rdfs:label "human"@en ; rdfs:label "être humain"@fr ;
-  schema:description "any member of Homo sapiens, unique extant species of the genus Homo"@en .
-wd:Q8935487 rdfs:label "Category:Douglas Adams"@en ;
-  schema:description "Wikimedia category"@en .
-wd:Q515 rdfs:label "city"@en ; schema:description "large human settlement"@en .
-wd:Q8165 rdfs:label "Karlsruhe Government Region"@en .
-"""
-
-NASTY = [
-    '"} ; DELETE WHERE {?s ?p ?o} #',
-    '" . } UNION { ?item ?p ?o } #',
-    "Douglas Adams\"@en } UNION { ?item rdfs:label ?x } #",
-    "O'Brien \\ back\\slash",
-    "tab\there",
-    "a\\u0022b",
-    "\\U0001F600 then \\u",
-    "x\\",
-    "SELECT * WHERE { ?s ?p ?o }",
-    "unicode: Ærøskøbing 東京 🚀",
-    "quote ''' and \"\"\"",
-    ">\x0c<\x08>",
-]
-
 
 @pytest.fixture(scope="module")
 def wikidata_ttl(shared_data):
@@ -62,6 +35,7 @@ def store(wikidata_ttl):
     return s
 
 
+@pytest.mark.slow
 def test_turtle_from_real_files(wikidata_ttl):
     assert "wd:Q42 rdfs:label \"Douglas Adams\"@en ." in wikidata_ttl
     assert "wd:Q42 wdt:P31 wd:Q5 ." in wikidata_ttl
@@ -70,6 +44,7 @@ def test_turtle_from_real_files(wikidata_ttl):
     assert "wd:Q6 " not in wikidata_ttl  # the "missing" entity of the API answer yields nothing
 
 
+@pytest.mark.slow
 def test_link_exact_then_case_insensitive(store):
     assert store.link("Douglas Adams") == "Q42"
     assert store.link("douglas adams") == "Q42"
@@ -81,6 +56,7 @@ def test_link_exact_then_case_insensitive(store):
     assert store.link("x" * 400) is None
 
 
+@pytest.mark.slow
 def test_neighbours_label_description_in_property_order(store):
     assert store.neighbours("Q42") == [
         "human: any member of Homo sapiens, unique extant species of the genus Homo",
@@ -119,6 +95,7 @@ def test_queries_are_standard_sparql(labels):
         assert "SERVICE" not in q and "wikibase:label" not in q
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("nasty", NASTY)
 def test_injection_strings_stay_literals(store, nasty):
     q = link_query([nasty])
@@ -151,6 +128,7 @@ def test_nasty_label_found_only_by_itself():
         assert s.link(n) == f"Q{100 + i}", n
 
 
+@pytest.mark.slow
 def test_corpus_graph_on_hotpotqa_paragraphs(shared_data):
     import json
 

@@ -1,4 +1,5 @@
-"""A real local Oxigraph SPARQL server for tests (the ``oxigraph`` CLI from the venv)."""
+"""Test support for the context stage: a real local Oxigraph SPARQL server (the ``oxigraph``
+CLI from the venv), neighbour labels, and injection strings."""
 
 from __future__ import annotations
 
@@ -10,6 +11,36 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from scarlet_ray.datasets.wikidata import TURTLE_PREFIXES
+
+PROPS = ["P31", "P361", "P112", "P910", "P527", "P2670"]
+
+# Labels of some neighbours of the shared entities: wbgetentities answers carry the labels of
+# the requested entities only, not of the items their statements point to.
+NEIGHBOUR_LABELS = TURTLE_PREFIXES + """
+wd:Q5 rdfs:label "human"@en ; rdfs:label "être humain"@fr ;
+  schema:description "any member of Homo sapiens, unique extant species of the genus Homo"@en .
+wd:Q8935487 rdfs:label "Category:Douglas Adams"@en ;
+  schema:description "Wikimedia category"@en .
+wd:Q515 rdfs:label "city"@en ; schema:description "large human settlement"@en .
+wd:Q8165 rdfs:label "Karlsruhe Government Region"@en .
+"""
+
+NASTY = [
+    '"} ; DELETE WHERE {?s ?p ?o} #',
+    '" . } UNION { ?item ?p ?o } #',
+    "Douglas Adams\"@en } UNION { ?item rdfs:label ?x } #",
+    "O'Brien \\ back\\slash",
+    "tab\there",
+    "a\\u0022b",
+    "\\U0001F600 then \\u",
+    "x\\",
+    "SELECT * WHERE { ?s ?p ?o }",
+    "unicode: Ærøskøbing 東京 🚀",
+    "quote ''' and \"\"\"",
+    ">\x0c<\x08>",
+]
 
 
 def free_port() -> int:
