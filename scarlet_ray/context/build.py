@@ -10,6 +10,7 @@ passage). Resumable: seeds already in ``contexts.jsonl`` (or recorded as dropped
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -238,6 +239,22 @@ def _ekey(e: dict[str, Any]) -> tuple[Any, ...]:
     return (e.get("source"), e.get("id"), e.get("field"), e.get("entity"))
 
 
+def repair_tail(path: Path) -> str | None:
+    """Cut a torn last line (a crash mid-append) so the next append starts on a fresh line;
+    returns the fragment that was removed, for errors.jsonl."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if data.endswith(b"\n"):
+            return None
+        cut = data.rfind(b"\n") + 1
+        fh.truncate(cut)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return data[cut:].decode("utf-8", "replace")
+
+
 def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],
                       output: str | Path, progress: bool = True,
                       batch_size: int = 32) -> dict[str, Any]:
@@ -270,6 +287,11 @@ def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],
             append_errors(errors_path, new)
         return len(new)
 
+    torn = repair_tail(contexts_path)
+    if torn is not None:
+        record([{"source": f"{contexts_path}:end", "id": None, "field": "(line)",
+                 "reason": f"torn last line of an interrupted run removed ({len(torn)} chars), "
+                           "its seed is redone"}])
     seeds, seed_errors = load_seeds(seeds_spec, cfg.data.passage_words)
     record(seed_errors)
     done = completed_ids(contexts_path)
