@@ -150,3 +150,16 @@ def test_corpus_graph_on_hotpotqa_paragraphs(shared_data):
         passages[i].title)) + [g.label[other]])
     assert g.link("no such entity anywhere 123") is None
     assert g.neighbours("not a node") == []
+
+
+@pytest.mark.slow
+def test_make_knowledge_oxigraph_from_wikidata_json(shared_data):
+    from scarlet_ray.config import ContextConfig
+    from scarlet_ray.context.knowledge import make_knowledge
+
+    files = [str(f) for f in shared_wikidata_files(shared_data / "wikidata")]
+    kg = make_knowledge(ContextConfig(knowledge="oxigraph", rdf_files=files))
+    assert isinstance(kg, OxigraphStore) and kg.link("douglas adams") == "Q42"
+    with pytest.raises(ValueError, match="rdf_files"):
+        make_knowledge(ContextConfig(knowledge="oxigraph"))
+    assert make_knowledge(ContextConfig(knowledge="none")) is None

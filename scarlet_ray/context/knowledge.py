@@ -407,16 +407,24 @@ class OxigraphStore(SparqlGraph):
         for f in rdf_files:
             self.load(f)
 
-    def load(self, path: str | Path, data: str | None = None) -> None:
-        """Load an RDF file (format from its extension) or Turtle text given as ``data``."""
+    def load(self, path: str | Path | None, data: str | None = None) -> None:
+        """Load an RDF file (format from its extension), Wikidata JSON (``.json``/``.json.gz``,
+        converted to Turtle), or Turtle text given as ``data``."""
         import pyoxigraph
 
         if data is not None:
             self.store.load(data.encode(), format=pyoxigraph.RdfFormat.TURTLE)
             return
+        if path is None:
+            raise ValueError("nothing to load: give a path or data")
         p = Path(path)
         if not p.exists():
             raise FileNotFoundError(str(p))
+        if p.name.endswith((".json", ".json.gz")):
+            from scarlet_ray.datasets.wikidata import to_turtle
+
+            self.load(None, data=to_turtle([p], languages=[self.language]))
+            return
         fmt = pyoxigraph.RdfFormat.from_extension(p.suffix.lstrip(".") or "ttl")
         if fmt is None:
             raise ValueError(f"{p}: unknown RDF format (use .ttl, .nt, .rdf ...)")
