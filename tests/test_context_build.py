@@ -112,6 +112,7 @@ def test_context_end_to_end_and_resume(inputs, tmp_path):
     assert "torn last line" in _errors(out)[-1]["reason"]
     m = json.loads((out / "manifest.json").read_text())["counts"]
     assert m["todo"] == 1 and m["index_reloaded"] is True
+    assert (d / "index" / "corpus_graph.json").exists()  # the graph is cached too
 
 
 def test_unreachable_endpoint_records_skips_and_run_completes(inputs, tmp_path):

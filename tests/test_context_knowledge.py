@@ -129,7 +129,7 @@ def test_nasty_label_found_only_by_itself():
 
 
 @pytest.mark.slow
-def test_corpus_graph_on_hotpotqa_paragraphs(shared_data):
+def test_corpus_graph_on_hotpotqa_paragraphs(shared_data, tmp_path):
     import json
 
     data = json.loads((shared_data / "hotpotqa" / "hotpotqa_train_corpus.json").read_text())
@@ -150,6 +150,11 @@ def test_corpus_graph_on_hotpotqa_paragraphs(shared_data):
         passages[i].title)) + [g.label[other]])
     assert g.link("no such entity anywhere 123") is None
     assert g.neighbours("not a node") == []
+    g.save(tmp_path / "graph.json", "fp1")
+    back = CorpusGraph.load(tmp_path / "graph.json", "fp1")
+    assert back is not None and back.link(title.upper()) == node
+    assert all(back.neighbours(k) == g.neighbours(k) for k in list(g.passages_of)[:50])
+    assert CorpusGraph.load(tmp_path / "graph.json", "fp2") is None
 
 
 @pytest.mark.slow

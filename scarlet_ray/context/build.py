@@ -314,7 +314,8 @@ def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],
         t = time.perf_counter()
         nlp = load_ner(cfg.models.ner)
         extractor = EntityExtractor(nlp, labels=ctx.entity_labels, exclude=ctx.entity_exclude)
-        kg = make_knowledge(ctx, passages, nlp, cache_dir=out, progress=progress)
+        kg = make_knowledge(ctx, passages, nlp, cache_dir=ctx.cache_dir or ctx.index_dir or out,
+                            progress=progress)
         timings["knowledge_s"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -574,6 +574,37 @@ class CorpusGraph(KnowledgeGraph):
         return {"kind": self.kind, "nodes": len(self.passages_of),
                 "title_nodes": len(self.description)}
 
+    _FIELDS = ("max_related", "label", "description", "alias", "passages_of", "n_passages")
+
+    def save(self, path: str | Path, fingerprint: str) -> None:
+        """Write the graph (JSON, atomically) so a rerun skips the NER pass over the corpus."""
+        import os
+
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        data = {k: getattr(self, k) for k in self._FIELDS}
+        data["nodes_in"] = [sorted(n) for n in self.nodes_in]
+        data["fingerprint"] = fingerprint
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(json.dumps(data, ensure_ascii=False))
+        os.replace(tmp, p)
+
+    @classmethod
+    def load(cls, path: str | Path, fingerprint: str) -> CorpusGraph | None:
+        """The saved graph if it was built from the same corpus and settings, else None."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("fingerprint") != fingerprint:
+            return None
+        g = cls.__new__(cls)
+        for k in cls._FIELDS:
+            setattr(g, k, data[k])
+        g.passages_of = defaultdict(list, data["passages_of"])
+        g.nodes_in = [set(n) for n in data["nodes_in"]]
+        return g
+
 
 def make_knowledge(ctx: Any, passages: Sequence[Any] | None = None, nlp: Any = None,
                    cache_dir: str | Path | None = None,
@@ -597,6 +628,20 @@ def make_knowledge(ctx: Any, passages: Sequence[Any] | None = None, nlp: Any = N
     if ctx.knowledge == "corpus":
         if passages is None:
             raise ValueError("context.knowledge=corpus needs the corpus passages")
-        return CorpusGraph(passages, nlp=nlp if ctx.corpus_graph_ner else None,
-                           max_related=ctx.max_related, progress=progress)
+        use_ner = ctx.corpus_graph_ner and nlp is not None
+        fp = None
+        if cache_dir is not None:
+            from scarlet_ray.context.index import corpus_fingerprint
+
+            ner_id = f"{nlp.meta.get('name')}-{nlp.meta.get('version')}" if use_ner else "none"
+            fp = corpus_fingerprint(passages, f"corpus-graph|ner={ner_id}")
+            found = CorpusGraph.load(Path(cache_dir) / "corpus_graph.json", fp)
+            if found is not None:
+                found.max_related = ctx.max_related
+                return found
+        graph = CorpusGraph(passages, nlp=nlp if use_ner else None,
+                            max_related=ctx.max_related, progress=progress)
+        if fp is not None:
+            graph.save(Path(cache_dir) / "corpus_graph.json", fp)
+        return graph
     raise ValueError(f"unknown context.knowledge {ctx.knowledge!r}")
