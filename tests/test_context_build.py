@@ -121,9 +121,10 @@ def test_unreachable_endpoint_records_skips_and_run_completes(inputs, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}/sparql"
     assert _run(d, out, "--set", "context.knowledge=sparql", "--set", f"context.endpoint={dead}",
                 "--set", "context.retries=1", "--set", "context.backoff_s=0.01",
-                "--set", "context.timeout_s=2") == 0
+                "--set", "context.timeout_s=2", "--set", "data.seed_limit=4") == 0
     samples = read_jsonl(out / "contexts.jsonl", Sample).records
-    assert len(samples) == 6 and all(s.meta["expanded"] == [] for s in samples)
+    assert [s.id for s in samples] == [s.id for s in seeds[:4]]  # data.seed_limit applies
+    assert all(s.meta["expanded"] == [] and s.meta["knowledge"] == "sparql" for s in samples)
     skips = [e for e in _errors(out) if e["field"] == "expand"]
     assert skips and all("127.0.0.1" in e["reason"] for e in skips)
     assert any("connection failed" in e["reason"] for e in skips)

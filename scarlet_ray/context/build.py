@@ -293,6 +293,8 @@ def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],
                  "reason": f"torn last line of an interrupted run removed ({len(torn)} chars), "
                            "its seed is redone"}])
     seeds, seed_errors = load_seeds(seeds_spec, cfg.data.passage_words)
+    if cfg.data.seed_limit is not None:
+        seeds = seeds[: cfg.data.seed_limit]  # the job's size knob (quickstart: 50)
     record(seed_errors)
     done = completed_ids(contexts_path)
     dropped_before = {k[1] for k in known_errors if k[0] == "entities"}
