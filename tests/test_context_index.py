@@ -69,7 +69,7 @@ def minilm():
 def passages(shared_data):
     data = json.loads((shared_data / "hotpotqa" / "hotpotqa_train_corpus.json").read_text())
     return [CorpusPassage(id=f"h{i}", title=t, text="".join(s))
-            for i, (t, s) in enumerate(list(data.items())[:24])]
+            for i, (t, s) in enumerate(list(data.items())[:12])]
 
 
 @pytest.mark.slow
