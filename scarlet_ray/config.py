@@ -62,6 +62,9 @@ class ContextConfig(_Section):
     passages_per_entity: int = Field(default=10, ge=1)
     context_size: int = Field(default=10, ge=1)
     entity_labels: list[str] = Field(default_factory=list)
+    entity_exclude: list[str] = Field(default_factory=lambda: ["ORDINAL", "CARDINAL"])
+    cache_dir: str | None = None
+    corpus_graph_ner: bool = True
     index_dir: str | None = None
     index_backend: Literal["exact", "faiss"] = "exact"
     encode_batch_size: int = Field(default=64, ge=1)
