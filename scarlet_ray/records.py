@@ -248,6 +248,27 @@ def append_errors(path: str | Path, errors: Iterable[RecordError | dict[str, Any
         os.fsync(fh.fileno())
 
 
+def repair_tail(path: str | Path) -> str | None:
+    """Cut a torn last line (a crash mid-append) so the next append starts on a fresh line.
+
+    Returns the removed fragment (for errors.jsonl / logs), or None if the file was intact.
+    """
+    p = Path(path)
+    if not p.exists() or p.stat().st_size == 0:
+        return None
+    with open(p, "rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return None
+        fh.seek(0)
+        data = fh.read()
+        cut = data.rfind(b"\n") + 1
+        fh.truncate(cut)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return data[cut:].decode("utf-8", "replace")
+
+
 def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]],
                 append: bool = False) -> int:
     """Write records atomically (tmp + rename) or append them durably; returns the count."""
@@ -255,6 +276,7 @@ def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]],
     p.parent.mkdir(parents=True, exist_ok=True)
     n = 0
     if append:
+        repair_tail(p)
         with open(p, "a", encoding="utf-8") as fh:
             for r in records:
                 fh.write(_dumps(r) + "\n")

@@ -141,3 +141,12 @@ def test_jsonl_roundtrip_property(tmp_path_factory, passages, question, answer):
                passages=[{"id": pid, "title": "", "text": t} for pid, t in passages])
     write_jsonl(d / "a.jsonl", [s])
     assert read_samples(d / "a.jsonl")[0] == s
+
+
+def test_append_after_crash_repairs_torn_tail(tmp_path):
+    f = tmp_path / "out.jsonl"
+    write_jsonl(f, [Sample.model_validate(sample(0))])
+    with open(f, "ab") as fh:
+        fh.write(b'{"id": "s1", "ta')  # crash mid-append
+    write_jsonl(f, [Sample.model_validate(sample(1))], append=True)
+    assert [s.id for s in read_samples(f)] == ["s0", "s1"]

@@ -10,7 +10,6 @@ passage). Resumable: seeds already in ``contexts.jsonl`` (or recorded as dropped
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from scarlet_ray.records import (
     completed_ids,
     iter_jsonl_objects,
     read_jsonl,
+    repair_tail,
     write_jsonl,
 )
 
@@ -237,22 +237,6 @@ def _error_keys(path: Path) -> set[tuple[Any, ...]]:
 
 def _ekey(e: dict[str, Any]) -> tuple[Any, ...]:
     return (e.get("source"), e.get("id"), e.get("field"), e.get("entity"))
-
-
-def repair_tail(path: Path) -> str | None:
-    """Cut a torn last line (a crash mid-append) so the next append starts on a fresh line;
-    returns the fragment that was removed, for errors.jsonl."""
-    if not path.exists() or path.stat().st_size == 0:
-        return None
-    with open(path, "rb+") as fh:
-        data = fh.read()
-        if data.endswith(b"\n"):
-            return None
-        cut = data.rfind(b"\n") + 1
-        fh.truncate(cut)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return data[cut:].decode("utf-8", "replace")
 
 
 def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from scarlet_ray.records import RecordError, iter_jsonl_objects
+from scarlet_ray.records import RecordError, iter_jsonl_objects, repair_tail
 from scarlet_ray.synthesis.llm import ChatLLM, ChatResult, LLMError, Usage
 
 log = logging.getLogger(__name__)
@@ -52,20 +52,7 @@ class ChatCache:
                     log.warning("%s:%d: unreadable cache line skipped", self.path, lineno)
                     continue
                 self._data[obj["key"]] = obj
-            self._repair_tail()
-
-    def _repair_tail(self) -> None:
-        """Cut a partial last line so the next append starts on a fresh line."""
-        with open(self.path, "rb+") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            if size == 0:
-                return
-            fh.seek(size - 1)
-            if fh.read(1) == b"\n":
-                return
-            data = self.path.read_bytes()
-            fh.truncate(data.rfind(b"\n") + 1)
+            repair_tail(self.path)
 
     def __len__(self) -> int:
         return len(self._data)

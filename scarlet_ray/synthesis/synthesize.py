@@ -27,6 +27,7 @@ from scarlet_ray.records import (
     completed_ids,
     iter_jsonl_objects,
     read_jsonl,
+    repair_tail,
     write_jsonl,
 )
 from scarlet_ray.synthesis.cache import CachedChat, ChatCache
@@ -160,19 +161,6 @@ def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig
     return Outcome("accepted", task.name, "", sample=sample)
 
 
-def repair_tail(path: Path) -> bool:
-    """Cut a torn last line (a crash mid-append) so the file stays valid JSONL."""
-    if not path.exists() or path.stat().st_size == 0:
-        return False
-    data = path.read_bytes()
-    if data.endswith(b"\n"):
-        return False
-    with open(path, "rb+") as fh:
-        fh.truncate(data.rfind(b"\n") + 1)
-    log.warning("%s: removed a torn last line left by an interrupted run", path)
-    return True
-
-
 def _safe_url(url: str | None) -> str | None:
     """A base_url for the manifest, without any user:password part."""
     if not url:
@@ -222,7 +210,8 @@ def run_synthesis(cfg: Config, contexts: str | Path, out_dir: str | Path,
     if not Path(contexts).exists():
         raise FileNotFoundError(2, "contexts file not found", str(contexts))
     for p in (samples_p, rejected_p):
-        repair_tail(p)
+        if repair_tail(p) is not None:
+            log.warning("%s: removed a torn last line left by an interrupted run", p)
     if errors_p.exists():
         errors_p.unlink()  # errors.jsonl lists what is still missing after THIS run
     report = read_jsonl(contexts, Sample, on_error="quarantine", errors_path=errors_p,
