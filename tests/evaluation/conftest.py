@@ -12,7 +12,8 @@ def tiny_encoder(tmp_path_factory) -> Path:
     """A 1-layer random BERT with MiniLM's real tokenizer, saved as a sentence-transformers
     folder (mean pooling + normalise): fast, and identical texts still embed identically."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from scarlet_ray.models.encoder import resolve_encoder_path
@@ -24,8 +25,8 @@ def tiny_encoder(tmp_path_factory) -> Path:
                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
     BertModel(cfg).save_pretrained(root / "hf")
     tok.save_pretrained(root / "hf")
-    word = models.Transformer(str(root / "hf"), max_seq_length=64)
-    pool = models.Pooling(word.get_word_embedding_dimension(), "mean")
-    st = SentenceTransformer(modules=[word, pool, models.Normalize()], device="cpu")
+    word = Transformer(str(root / "hf"), max_seq_length=64)
+    pool = Pooling(word.get_embedding_dimension(), "mean")
+    st = SentenceTransformer(modules=[word, pool, Normalize()], device="cpu")
     st.save(str(root / "st"))
     return root / "st"
