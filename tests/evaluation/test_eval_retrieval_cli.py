@@ -64,3 +64,28 @@ def test_evaluate_retrieval_bad_input(tmp_path, tiny_encoder, capsys):
               str(tmp_path / "nope"), "--output", str(tmp_path / "o")])
     assert rc == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_corpus_cache_resumes_missing_shards_and_keys_on_weights(tmp_path, tiny_encoder):
+    import numpy as np
+    import torch
+
+    from scarlet_ray.evaluation.dense import encode, encode_corpus
+    from scarlet_ray.models.encoder import load_encoder
+
+    model = load_encoder(str(tiny_encoder))
+    ids = [d for d, _, _ in DOCS]
+    texts = [passage_text(t, x) for _, t, x in DOCS]
+    fresh = encode(model, texts)
+    emb, info = encode_corpus(model, ids, texts, tmp_path, shard_size=2)
+    assert info["encoded"] == len(DOCS) and np.allclose(emb, fresh, atol=1e-5)
+    shards = sorted((tmp_path / f"corpus-{info['cache_key']}").glob("shard-*.npy"))
+    assert len(shards) == 3
+    shards[1].unlink()  # as if the run died while encoding the second shard
+    emb2, info2 = encode_corpus(model, ids, texts, tmp_path, shard_size=2)
+    assert info2["encoded"] == 2 and info2["cached"] == 4
+    assert np.allclose(emb2, emb, atol=1e-6)
+    with torch.no_grad():  # other weights under the same path: a different key, no stale reuse
+        next(model.parameters()).add_(0.5)
+    _, info3 = encode_corpus(model, ids, texts, tmp_path, shard_size=2)
+    assert info3["cache_key"] != info["cache_key"] and info3["encoded"] == len(DOCS)
