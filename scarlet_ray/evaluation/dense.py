@@ -84,7 +84,8 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 def encode_corpus(model: Any, ids: Sequence[str], texts: Sequence[str], cache_dir: Path | None,
                   *, batch_size: int = 64, shard_size: int = SHARD_SIZE,
-                  model_key: str | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+                  model_key: str | None = None, kind: str = "corpus"
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
     """Corpus embeddings in corpus order, from the shard cache where present.
 
     Texts are encoded longest first (less padding per batch); shards follow that order and are
@@ -93,7 +94,7 @@ def encode_corpus(model: Any, ids: Sequence[str], texts: Sequence[str], cache_di
     """
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     key = f"{model_key or model_fingerprint(model)}-{texts_fingerprint(ids, texts)}"
-    folder = cache_dir / f"corpus-{key}" if cache_dir is not None else None
+    folder = cache_dir / f"{kind}-{key}" if cache_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     n_shards = (len(order) + shard_size - 1) // shard_size
@@ -113,7 +114,7 @@ def encode_corpus(model: Any, ids: Sequence[str], texts: Sequence[str], cache_di
         todo.append(s)
     remaining = sum(len(order[s * shard_size:(s + 1) * shard_size]) for s in todo)
     if todo:
-        with tqdm(total=remaining, desc="encode corpus", unit="doc") as bar:
+        with tqdm(total=remaining, desc=f"encode {kind}", unit="text") as bar:
             for s in todo:
                 idx = order[s * shard_size:(s + 1) * shard_size]
                 arr = encode(model, [texts[i] for i in idx], batch_size=batch_size, progress=bar)
@@ -165,8 +166,9 @@ def search(model: Any, query_texts: Sequence[str], doc_ids: Sequence[str],
     key = model_key or model_fingerprint(model)
     corpus_emb, info = encode_corpus(model, doc_ids, doc_texts, cache_dir,
                                      batch_size=batch_size, model_key=key)
-    q_emb = encode(model, [query_prefix + q for q in query_texts], batch_size=batch_size,
-                   desc="encode queries")
+    q_texts = [query_prefix + q for q in query_texts]
+    q_emb, _ = encode_corpus(model, [str(i) for i in range(len(q_texts))], q_texts, cache_dir,
+                             batch_size=batch_size, model_key=key, kind="queries")
     if len(doc_ids) == 0:
         return [[] for _ in query_texts], info
     scores, idx = top_k(q_emb, corpus_emb, k)
