@@ -38,6 +38,7 @@ def main(cfg: Config, args: argparse.Namespace) -> int:
         load_corpus,
         read_predictions,
         repair_tail,
+        rescore,
         run_items,
         summarize,
     )
@@ -123,6 +124,7 @@ def main(cfg: Config, args: argparse.Namespace) -> int:
         timings["generate"] = time.perf_counter() - t0
 
     rows = read_predictions(preds_path, {s.id for s in samples})
+    rescore(rows)
     summary = summarize(rows, conditions)
     metrics = {"conditions": summary, "n_samples": len(rows), "retriever": args.model,
                "generator": cfg.models.generator, "top_k": ev.rag_top_k,

@@ -27,12 +27,15 @@ def normalize_answer(s: str) -> str:
 
 
 def substring_match(prediction: str, answers: Sequence[str]) -> float:
-    """1.0 if some normalised answer occurs in the normalised prediction (an empty answer never
-    matches: it would be a substring of everything)."""
-    pred = normalize_answer(prediction)
+    """1.0 if some normalised answer occurs in the normalised prediction as whole words.
+
+    Whole words, not raw characters: with character matching the answer "no" is found in
+    "not" and "know", which scored a 135M model's "No, they are not ..." as right for "yes"
+    questions. An empty answer never matches (it would be in everything)."""
+    pred = f" {normalize_answer(prediction)} "
     for a in answers:
         na = normalize_answer(a)
-        if na and na in pred:
+        if na and f" {na} " in pred:
             return 1.0
     return 0.0
 

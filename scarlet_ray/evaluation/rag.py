@@ -186,6 +186,14 @@ def run_items(gen: Any, items: Sequence[RagItem], *, max_new_tokens: int, batch_
     return done
 
 
+def rescore(rows: Sequence[dict[str, Any]]) -> None:
+    """Recompute every stored score from its stored prediction, so metrics.json always reflects
+    the current metric code, also for predictions resumed from an earlier run."""
+    for r in rows:
+        r["scores"] = {c: score(r["metric"], p, r["references"])
+                       for c, p in r["predictions"].items()}
+
+
 def summarize(rows: Sequence[dict[str, Any]], conditions: Sequence[str] = CONDITIONS
               ) -> dict[str, Any]:
     """Per condition: overall mean (micro), mean of task means (macro), n, and per task."""

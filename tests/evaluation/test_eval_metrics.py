@@ -42,6 +42,10 @@ def test_substring_match():
     assert substring_match("no idea", ["Paris", "paris france"]) == 0.0
     assert substring_match("PARIS!", ["x", "Paris"]) == 1.0
     assert substring_match("anything", ["", "  "]) == 0.0  # empty answer never matches
+    # whole words: "no" is not found inside "not" or "know"
+    assert substring_match("I know they are not", ["no"]) == 0.0
+    assert substring_match("No, they are not.", ["no"]) == 1.0
+    assert substring_match("the Parisian cafe", ["Paris"]) == 0.0
 
 
 def test_token_f1_hand_computed():
