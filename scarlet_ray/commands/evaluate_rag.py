@@ -76,7 +76,8 @@ def main(cfg: Config, args: argparse.Namespace) -> int:
                "corpus": args.corpus, "samples": str(args.samples), "top_k": ev.rag_top_k,
                "max_new_tokens": ev.max_new_tokens, "conditions": conditions,
                "query_prefix": cfg.training.query_instruction}
-    old_key = dict((read_manifest(out) or {}).get("run_key") or {})
+    old_man = read_manifest(out) or {}
+    old_key = dict(old_man.get("run_key") or {})
     retriever_fp = old_key.pop("retriever_fingerprint", None)
     if done and old_key and old_key != run_key:
         raise ValueError(f"{out}: holds predictions of a different run ({old_key}); "
@@ -132,12 +133,16 @@ def main(cfg: Config, args: argparse.Namespace) -> int:
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=2))
     os.replace(tmp, out / "metrics.json")
+    # time spent over every invocation that built this output (a resumed run adds to it)
+    total = dict(old_man.get("timings_total") or old_man.get("timings") or {}) if done else {}
+    for k, v in timings.items():
+        total[k] = round(float(total.get(k, 0.0)) + v, 3)
     write_manifest(out, "evaluate_rag", config=cfg.dump(),
                    models={"retriever": args.model, "generator": cfg.models.generator},
                    counts={"samples": len(samples), "generated_now": written,
                            "resumed": len(samples) - len(todo),
                            "corpus_encoded": info.get("encoded", 0)},
-                   timings=timings, extra={"run_key": run_key})
+                   timings=timings, extra={"run_key": run_key, "timings_total": total})
 
     tasks = sorted({t for c in summary.values() for t in c["per_task"]})
     table = []

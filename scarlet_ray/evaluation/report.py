@@ -111,7 +111,9 @@ def _stage_manifests(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def _seconds(man: dict[str, Any]) -> float:
-    t = man.get("timings") or {}
+    """Wall-clock seconds of a stage; ``timings_total`` (summed over resumed invocations) wins
+    over ``timings`` (the last invocation only)."""
+    t = man.get("timings_total") or man.get("timings") or {}
     if "total" in t:
         return float(t["total"])
     return float(sum(v for v in t.values() if isinstance(v, (int, float))))

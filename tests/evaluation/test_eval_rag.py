@@ -56,6 +56,8 @@ def test_evaluate_rag_runs_scores_and_resumes(tmp_path, tiny_llama, tiny_encoder
     man = json.loads((out / "manifest.json").read_text())
     assert man["counts"]["resumed"] == 2 and man["counts"]["generated_now"] == 2
     assert man["status"] == "complete"
+    # time of both invocations is kept for the report
+    assert man["timings_total"]["generate"] > man["timings"]["generate"] > 0
 
     want_doc = {sid: doc for sid, _, doc, _, _ in SAMPLES}
     for r in rows:
