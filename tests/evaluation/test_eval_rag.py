@@ -127,7 +127,7 @@ def test_rag_smollm2_on_hotpotqa(tmp_path, shared_data, capsys):
     out = tmp_path / "rag"
     argv = ["evaluate", "rag", "--model", "all-minilm-l6-v2", "--samples",
             str(tmp_path / "s.jsonl"), "--corpus", str(tmp_path / "c.jsonl"),
-            "--output", str(out), "--set", "evaluation.max_new_tokens=12"]
+            "--output", str(out), "--set", "evaluation.max_new_tokens=8"]
     assert cli(argv) == 0
     rows = read_predictions(out / "predictions.jsonl")
     assert len(rows) == 3
