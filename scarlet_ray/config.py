@@ -185,6 +185,9 @@ class EvaluationConfig(_Section):
     rag_top_k: int = Field(default=3, ge=1)
     max_new_tokens: int = Field(default=32, ge=1)
     limit: int | None = Field(default=None, ge=1)
+    rag_batch_size: int = Field(default=8, ge=1)
+    rag_conditions: list[Literal["retrieved", "none", "gold"]] = Field(
+        default_factory=lambda: ["retrieved", "none", "gold"], min_length=1)
 
 
 class RayConfig(_Section):

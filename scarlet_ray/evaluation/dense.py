@@ -1,0 +1,177 @@
+"""Exact dense retrieval shared by the retrieval and RAG evaluations: encode, cache, top-k.
+
+Corpus embeddings are the expensive part, so they are written to a cache folder in shards keyed
+by a fingerprint of the model weights and the corpus text: a rerun (or a resumed crash) re-encodes
+only the shards that are missing, and a retrained model under the same path gets a new key.
+Search is an exact inner product over L2-normalised vectors (cosine), chunked over the corpus so
+memory stays bounded on large corpora.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+SHARD_SIZE = 8192
+
+
+def passage_text(title: str, text: str) -> str:
+    """How a passage is shown to the bi-encoder: ``title text`` (the BEIR convention)."""
+    return f"{title} {text}".strip() if title else text
+
+
+def model_fingerprint(model: Any) -> str:
+    """Hash of the encoder's weights and its sequence limit: same model, same key."""
+    import torch
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(str(getattr(model, "max_seq_length", "")).encode())
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().to("cpu").contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def texts_fingerprint(ids: Sequence[str], texts: Sequence[str]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for i, t in zip(ids, texts, strict=True):
+        h.update(i.encode())
+        h.update(b"\0")
+        h.update(t.encode())
+        h.update(b"\1")
+    return h.hexdigest()
+
+
+def encode(model: Any, texts: Sequence[str], *, batch_size: int = 64, desc: str = "encode",
+           progress: tqdm | None = None) -> np.ndarray:
+    """L2-normalised float32 embeddings, one row per text, with a progress bar."""
+    own = progress is None
+    bar = progress if progress is not None else tqdm(total=len(texts), desc=desc, unit="text")
+    out: list[np.ndarray] = []
+    step = batch_size * 4
+    try:
+        for start in range(0, len(texts), step):
+            chunk = list(texts[start:start + step])
+            emb = model.encode(chunk, batch_size=batch_size, convert_to_numpy=True,
+                               normalize_embeddings=True, show_progress_bar=False)
+            out.append(np.asarray(emb, dtype=np.float32))
+            bar.update(len(chunk))
+    finally:
+        if own:
+            bar.close()
+    if not out:
+        dim = model.get_sentence_embedding_dimension() or 0
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.concatenate(out, axis=0)
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+
+
+def encode_corpus(model: Any, ids: Sequence[str], texts: Sequence[str], cache_dir: Path | None,
+                  *, batch_size: int = 64, shard_size: int = SHARD_SIZE,
+                  model_key: str | None = None, kind: str = "corpus"
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Corpus embeddings in corpus order, from the shard cache where present.
+
+    Texts are encoded longest first (less padding per batch); shards follow that order and are
+    put back in corpus order at the end. Returns (embeddings, info with the cache key and how
+    many texts were actually encoded this time).
+    """
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    key = f"{model_key or model_fingerprint(model)}-{texts_fingerprint(ids, texts)}"
+    folder = cache_dir / f"{kind}-{key}" if cache_dir is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    n_shards = (len(order) + shard_size - 1) // shard_size
+    parts: list[np.ndarray] = []
+    encoded = 0
+    todo = []
+    for s in range(n_shards):
+        f = folder / f"shard-{s:05d}.npy" if folder is not None else None
+        n = len(order[s * shard_size:(s + 1) * shard_size])
+        if f is not None and f.exists():
+            arr = np.load(f)
+            if arr.shape[0] == n:
+                parts.append(arr)
+                continue
+            log.warning("%s: %d rows, expected %d; re-encoding", f, arr.shape[0], n)
+        parts.append(None)  # type: ignore[arg-type]
+        todo.append(s)
+    remaining = sum(len(order[s * shard_size:(s + 1) * shard_size]) for s in todo)
+    if todo:
+        with tqdm(total=remaining, desc=f"encode {kind}", unit="text") as bar:
+            for s in todo:
+                idx = order[s * shard_size:(s + 1) * shard_size]
+                arr = encode(model, [texts[i] for i in idx], batch_size=batch_size, progress=bar)
+                if folder is not None:
+                    _save_npy(folder / f"shard-{s:05d}.npy", arr)
+                parts[s] = arr
+                encoded += len(idx)
+    if parts:
+        sorted_emb = np.concatenate(parts, axis=0)
+    else:
+        sorted_emb = np.zeros((0, model.get_sentence_embedding_dimension() or 0), np.float32)
+    emb = np.empty_like(sorted_emb)
+    emb[np.asarray(order, dtype=np.int64)] = sorted_emb
+    if folder is not None:
+        (folder / "info.json").write_text(json.dumps({"n": len(ids), "shard_size": shard_size}))
+    return emb, {"cache_key": key, "encoded": encoded, "cached": len(ids) - encoded}
+
+
+def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *,
+          chunk_size: int = 65536, query_chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k by inner product: (scores, indices), each [n_queries, min(k, n_docs)],
+    best first. Ties are broken by the lower corpus index so results are deterministic."""
+    nq, nd = queries.shape[0], corpus.shape[0]
+    k = min(k, nd)
+    if nq > query_chunk:  # bound the score block to query_chunk x chunk_size
+        parts = [top_k(queries[i:i + query_chunk], corpus, k, chunk_size=chunk_size)
+                 for i in range(0, nq, query_chunk)]
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    best_s = np.full((nq, 0), -np.inf, dtype=np.float32)
+    best_i = np.zeros((nq, 0), dtype=np.int64)
+    for start in range(0, nd, chunk_size):
+        block = corpus[start:start + chunk_size]
+        s = queries @ block.T
+        idx = np.broadcast_to(np.arange(start, start + block.shape[0]), s.shape)
+        cand_s = np.concatenate([best_s, s.astype(np.float32)], axis=1)
+        cand_i = np.concatenate([best_i, idx], axis=1)
+        # lexsort: last key is primary -> score descending, then index ascending
+        order = np.lexsort((cand_i, -cand_s), axis=1)[:, :k]
+        best_s = np.take_along_axis(cand_s, order, axis=1)
+        best_i = np.take_along_axis(cand_i, order, axis=1)
+    return best_s, best_i
+
+
+def search(model: Any, query_texts: Sequence[str], doc_ids: Sequence[str],
+           doc_texts: Sequence[str], k: int, cache_dir: Path | None = None, *,
+           batch_size: int = 64, query_prefix: str = "", model_key: str | None = None
+           ) -> tuple[list[list[tuple[str, float]]], dict[str, Any]]:
+    """Top-k (doc id, score) per query, plus info (cache key, counts) for the manifest."""
+    key = model_key or model_fingerprint(model)
+    corpus_emb, info = encode_corpus(model, doc_ids, doc_texts, cache_dir,
+                                     batch_size=batch_size, model_key=key)
+    q_texts = [query_prefix + q for q in query_texts]
+    q_emb, _ = encode_corpus(model, [str(i) for i in range(len(q_texts))], q_texts, cache_dir,
+                             batch_size=batch_size, model_key=key, kind="queries")
+    if len(doc_ids) == 0:
+        return [[] for _ in query_texts], info
+    scores, idx = top_k(q_emb, corpus_emb, k)
+    hits = [[(doc_ids[j], float(sc)) for j, sc in zip(row_i, row_s, strict=True)]
+            for row_i, row_s in zip(idx, scores, strict=True)]
+    return hits, info

@@ -1,0 +1,216 @@
+"""Downstream RAG evaluation: retrieve top-k passages, generate greedily, score per task.
+
+Three conditions per sample, all through the same prompt (DESIGN.md section 5):
+``retrieved`` (the retriever's top-k from the corpus), ``none`` (no passages: the floor) and
+``gold`` (the sample's gold passages: the ceiling; samples without gold ids have no gold row).
+Predictions are appended per batch to predictions.jsonl, one line per sample with all conditions,
+so a rerun skips finished samples and a crash loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from scarlet_ray.evaluation.metrics import references, score
+from scarlet_ray.records import CorpusPassage, Passage, Sample
+from scarlet_ray.synthesis.tasks import Task, get_task
+
+log = logging.getLogger(__name__)
+
+CONDITIONS = ("retrieved", "none", "gold")
+
+
+# ------------------------------------------------------------------ corpus
+
+def load_corpus(spec: str, passage_words: int | None = None) -> list[CorpusPassage]:
+    """Our corpus JSONL (id, title, text), or ``FORMAT:PATH`` with a corpus format of
+    datasets.FORMATS (e.g. ``beir:DIR``, ``hotpotqa-corpus:FILE``). Bad lines raise with
+    file:line: field."""
+    from scarlet_ray.datasets import FORMATS, convert
+    from scarlet_ray.records import read_jsonl
+
+    fmt, sep, path = spec.partition(":")
+    if sep and fmt in FORMATS:
+        if FORMATS[fmt].kind != "corpus":
+            raise ValueError(f"{spec}: format {fmt!r} is not a corpus format")
+        res = convert(fmt, path, passage_words=passage_words)
+        if res.skipped:
+            raise res.skipped[0]
+        passages = list(res.records)  # type: ignore[arg-type]
+    else:
+        if not Path(spec).exists():
+            raise FileNotFoundError(2, "corpus not found", spec)
+        passages = read_jsonl(spec, CorpusPassage).records
+    if not passages:
+        raise ValueError(f"{spec}: corpus is empty")
+    return passages  # type: ignore[return-value]
+
+
+def repair_tail(path: Path) -> bool:
+    """Cut a torn last line (a crash mid-append) so the next append starts on a fresh line;
+    the torn record was never complete, so it is simply redone. Returns True if it cut."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb+") as fh:
+        data = fh.read()
+        if data.endswith(b"\n"):
+            return False
+        cut = data.rfind(b"\n") + 1
+        fh.truncate(cut)
+    log.warning("%s: dropped a torn last line (%d bytes) left by an interrupted run",
+                path, len(data) - cut)
+    return True
+
+
+def read_predictions(path: Path, wanted: set[str] | None = None) -> list[dict[str, Any]]:
+    """Prediction rows, one per id (the last complete one), restricted to ``wanted`` ids."""
+    from scarlet_ray.records import iter_jsonl_objects
+
+    rows: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return []
+    for _, obj in iter_jsonl_objects(path):
+        if (isinstance(obj, dict) and isinstance(obj.get("id"), str)
+                and (wanted is None or obj["id"] in wanted)):
+            rows[obj["id"]] = obj
+    return list(rows.values())
+
+
+# ------------------------------------------------------------------ generation
+
+@torch.no_grad()
+def generate_batch(gen: Any, prompts: Sequence[list[int]], max_new_tokens: int) -> list[str]:
+    """Greedy continuations of tokenised prompts, left-padded into one batch."""
+    if not prompts:
+        return []
+    tok = gen.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[i, width - len(p):] = 1
+    out = gen.model.generate(input_ids=ids.to(gen.device), attention_mask=mask.to(gen.device),
+                             max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                             pad_token_id=pad, temperature=None, top_p=None, top_k=None)
+    new = out[:, width:]
+    return [tok.decode(row, skip_special_tokens=True).strip() for row in new]
+
+
+def generate_all(gen: Any, prompts: Sequence[list[int]], max_new_tokens: int,
+                 batch_size: int) -> list[str]:
+    """Generate for many prompts, batching prompts of similar length together."""
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out: list[str] = [""] * len(prompts)
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        for i, text in zip(idx, generate_batch(gen, [prompts[i] for i in idx], max_new_tokens),
+                           strict=True):
+            out[i] = text
+    return out
+
+
+# ------------------------------------------------------------------ evaluation
+
+@dataclass
+class RagItem:
+    """One sample with the passages each condition gives the generator."""
+
+    sample: Sample
+    task: Task
+    instruction: str
+    contexts: dict[str, list[Passage]]
+
+
+def build_items(samples: Sequence[Sample], retrieved: dict[str, list[Passage]],
+                conditions: Sequence[str], extra_tasks: dict[str, Task] | None = None
+                ) -> list[RagItem]:
+    items = []
+    for s in samples:
+        task = get_task(s.task, extra_tasks)
+        ctx: dict[str, list[Passage]] = {}
+        for c in conditions:
+            if c == "retrieved":
+                ctx[c] = retrieved[s.id]
+            elif c == "none":
+                ctx[c] = []
+            elif c == "gold":
+                if s.gold_passage_ids:
+                    by_id = {p.id: p for p in s.passages}
+                    ctx[c] = [by_id[g] for g in s.gold_passage_ids]
+            else:
+                raise ValueError(f"unknown RAG condition {c!r}; known: {list(CONDITIONS)}")
+        items.append(RagItem(s, task, s.instruction or task.instruction, ctx))
+    return items
+
+
+def run_items(gen: Any, items: Sequence[RagItem], *, max_new_tokens: int, batch_size: int,
+              chunk: int, on_rows: Callable[[list[dict[str, Any]]], None]) -> int:
+    """Generate and score every condition of every item; ``on_rows`` gets each finished chunk
+    of rows (one per sample) so the caller can append them durably. Returns rows written."""
+    done = 0
+    with tqdm(total=len(items), desc="rag", unit="sample") as bar:
+        for s in range(0, len(items), chunk):
+            part = items[s:s + chunk]
+            jobs: list[tuple[int, str]] = []
+            prompts: list[list[int]] = []
+            for i, it in enumerate(part):
+                for cond, passages in it.contexts.items():
+                    jobs.append((i, cond))
+                    prompts.append(gen.prompt_ids(it.instruction, passages, it.sample.input))
+            texts = generate_all(gen, prompts, max_new_tokens, batch_size)
+            rows: list[dict[str, Any]] = []
+            for it in part:
+                rows.append({"id": it.sample.id, "task": it.sample.task,
+                             "metric": it.task.metric,
+                             "references": references(it.sample.output, it.sample.answers),
+                             "passage_ids": {c: [p.id for p in ps]
+                                             for c, ps in it.contexts.items()},
+                             "predictions": {}, "scores": {}})
+            for (i, cond), text in zip(jobs, texts, strict=True):
+                row = rows[i]
+                row["predictions"][cond] = text
+                row["scores"][cond] = score(row["metric"], text, row["references"])
+            on_rows(rows)
+            done += len(rows)
+            bar.update(len(part))
+    return done
+
+
+def rescore(rows: Sequence[dict[str, Any]]) -> None:
+    """Recompute every stored score from its stored prediction, so metrics.json always reflects
+    the current metric code, also for predictions resumed from an earlier run."""
+    for r in rows:
+        r["scores"] = {c: score(r["metric"], p, r["references"])
+                       for c, p in r["predictions"].items()}
+
+
+def summarize(rows: Sequence[dict[str, Any]], conditions: Sequence[str] = CONDITIONS
+              ) -> dict[str, Any]:
+    """Per condition: overall mean (micro), mean of task means (macro), n, and per task."""
+    out: dict[str, Any] = {}
+    for c in conditions:
+        per_task: dict[str, list[float]] = defaultdict(list)
+        for r in rows:
+            if c in r["scores"]:
+                per_task[r["task"]].append(float(r["scores"][c]))
+        allv = [v for vs in per_task.values() for v in vs]
+        if not allv:
+            continue
+        out[c] = {
+            "overall": sum(allv) / len(allv),
+            "macro": sum(sum(v) / len(v) for v in per_task.values()) / len(per_task),
+            "n": len(allv),
+            "per_task": {t: {"score": sum(v) / len(v), "n": len(v)}
+                         for t, v in sorted(per_task.items())},
+        }
+    return out
