@@ -14,10 +14,10 @@ from scarlet_ray.manifest import print_table, read_manifest, write_manifest
 
 
 def _extra_tasks(cfg: Config) -> dict[str, Any]:
-    from scarlet_ray.synthesis.tasks import Task
+    from scarlet_ray.synthesis.tasks import BUILTIN_TASKS, task_pool
 
-    return {t.name: Task(t.name, t.description, t.instruction, t.example_input,
-                         t.example_output, t.metric) for t in cfg.synthesis.extra_tasks}
+    pool = task_pool(cfg.synthesis.extra_tasks)
+    return {k: v for k, v in pool.items() if k not in BUILTIN_TASKS}
 
 
 def _check_tasks(samples: list[Any], path: str, extra: dict[str, Any]) -> None:
@@ -37,7 +37,6 @@ def main(cfg: Config, args: argparse.Namespace) -> int:
         build_items,
         load_corpus,
         read_predictions,
-        repair_tail,
         rescore,
         run_items,
         summarize,
@@ -49,6 +48,7 @@ def main(cfg: Config, args: argparse.Namespace) -> int:
         Sample,
         completed_ids,
         read_jsonl,
+        repair_tail,
         write_jsonl,
     )
 

@@ -54,22 +54,6 @@ def load_corpus(spec: str, passage_words: int | None = None) -> list[CorpusPassa
     return passages  # type: ignore[return-value]
 
 
-def repair_tail(path: Path) -> bool:
-    """Cut a torn last line (a crash mid-append) so the next append starts on a fresh line;
-    the torn record was never complete, so it is simply redone. Returns True if it cut."""
-    if not path.exists() or path.stat().st_size == 0:
-        return False
-    with open(path, "rb+") as fh:
-        data = fh.read()
-        if data.endswith(b"\n"):
-            return False
-        cut = data.rfind(b"\n") + 1
-        fh.truncate(cut)
-    log.warning("%s: dropped a torn last line (%d bytes) left by an interrupted run",
-                path, len(data) - cut)
-    return True
-
-
 def read_predictions(path: Path, wanted: set[str] | None = None) -> list[dict[str, Any]]:
     """Prediction rows, one per id (the last complete one), restricted to ``wanted`` ids."""
     from scarlet_ray.records import iter_jsonl_objects
