@@ -117,6 +117,9 @@ class AttributionConfig(_Section):
     max_context_tokens: int | None = Field(default=None, ge=64)
     passage_words: int | None = Field(default=None, ge=10)
     seed: int = 0
+    flush_every: int = Field(default=8, ge=1)
+    eval_baselines: list[Literal["loo", "similarity", "attention", "random"]] = Field(
+        default_factory=lambda: ["loo", "similarity", "attention", "random"])
     runner: Literal["local", "ray"] = "local"
     num_actors_min: int = Field(default=1, ge=1)
     num_actors_max: int = Field(default=2, ge=1)
