@@ -73,3 +73,11 @@ def test_attribute_label_end_to_end_with_resume(tmp_path, tiny_llama, shared_dat
         for ex in exs:
             assert ex.prompt and ex.pos and ex.neg and len(ex.pos) < len(ex.neg)
     assert m["counts"]["examples"] == 3  # fixed top-1/bottom-5 never drops 10-passage samples
+
+    ev = tmp_path / "eval"
+    assert cli(["evaluate", "attribution", "--attributions", str(out / "attributions"),
+                "--samples", str(samples), "--output", str(ev), *sets]) == 0
+    metrics = json.loads((ev / "metrics.json").read_text())["methods"]
+    assert set(metrics) == {"perturbation", "loo", "similarity", "attention", "random"}
+    for m in metrics.values():
+        assert m["n"] == 3 and 0.0 <= m["ndcg@1"] <= 1.0 and 0.0 < m["ndcg@5"] <= 1.0
