@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the key."""
 
@@ -162,6 +163,13 @@ class TrainingConfig(_Section):
     storage_path: str | None = None
     max_failures: int = Field(default=2, ge=-1)
     seed: int = 42
+    scheduler: Literal["warmup_decay", "warmup"] = "warmup_decay"
+    max_steps: int | None = Field(default=None, ge=1)
+    log_every: int = Field(default=10, ge=1)
+    gather_negatives: bool = True
+    keep_checkpoints: int = Field(default=2, ge=1)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    run_name: str | None = None
 
 
 class EvaluationConfig(_Section):
