@@ -19,9 +19,7 @@ from scarlet_ray.records import RecordError, TrainingExample, iter_jsonl_objects
 
 def load_examples(path: str | Path, *, require_negatives: bool = True) -> list[TrainingExample]:
     """Strictly read training JSONL; the first bad line raises ``file:line: field: reason``."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: training file not found")
+    p = Path(path)  # a missing file raises RecordError "PATH: (file): No such file ..."
     out: list[TrainingExample] = []
     for lineno, obj in iter_jsonl_objects(p):
         src = f"{p}:{lineno}"
