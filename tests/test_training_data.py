@@ -78,7 +78,7 @@ def test_batches_deterministic_grouped_and_prefixed(tmp_path):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(8, 40), st.sampled_from([1, 2, 4]), st.sampled_from([1, 2]),
+@given(st.integers(16, 40), st.sampled_from([1, 2, 4]), st.sampled_from([1, 2]),
        st.integers(0, 3), st.integers(0, 99))
 def test_sharding_partitions_the_global_batch(n, world, accum, epoch, seed):
     from scarlet_ray.records import TrainingExample
