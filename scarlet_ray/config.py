@@ -169,6 +169,7 @@ class TrainingConfig(_Section):
     gather_negatives: bool = True
     keep_checkpoints: int = Field(default=2, ge=1)
     cpus_per_worker: float = Field(default=1.0, gt=0)
+    torch_threads: int | None = Field(default=None, ge=1)
     run_name: str | None = None
 
 

@@ -70,7 +70,8 @@ class LocalSession:
         self.reports.append(dict(metrics))
         if checkpoint_dir is None or (dist.is_initialized() and dist.get_rank() != 0):
             return
-        dest = self.root / f"checkpoint_{int(metrics['step']):08d}"
+        name = "final" if metrics.get("final") else f"checkpoint_{int(metrics['step']):08d}"
+        dest = self.root / name
         tmp = dest.with_name(dest.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(checkpoint_dir, tmp)
@@ -81,6 +82,9 @@ class LocalSession:
 
     @contextlib.contextmanager
     def latest_checkpoint(self) -> Iterator[str | None]:
+        if (self.root / "final").is_dir():
+            yield str(self.root / "final")
+            return
         found = sorted(self.root.glob("checkpoint_*[0-9]")) if self.root.is_dir() else []
         yield str(found[-1]) if found else None
 
@@ -331,6 +335,17 @@ def _maybe_fault(fault: dict[str, Any] | None, step: int, rank: int) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _report_finished(session: Session, directory: Path, state: dict[str, Any],
+                     rank: int) -> dict[str, Any]:
+    """The latest checkpoint is already the final export: hand it on again, train nothing."""
+    metrics = dict(state.get("final_metrics", {}))
+    with tempfile.TemporaryDirectory(prefix="scarlet-final-") as tmp:
+        if rank == 0:
+            shutil.copytree(directory, tmp, dirs_exist_ok=True)
+        session.report(metrics, tmp if rank == 0 else None)
+    return {**metrics, "history": state["history"], "resumed_from": state["resumed_from"]}
+
+
 def train_loop(config: dict[str, Any], session: Session | None = None) -> dict[str, Any]:
     """Train on ``config["train"]`` starting from ``config["model"]``; return a summary.
 
@@ -343,6 +358,9 @@ def train_loop(config: dict[str, Any], session: Session | None = None) -> dict[s
     device = session.device(tc.use_gpu)
     if device.type == "cpu":
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
+        # one intra-op thread per CPU the worker was given: oversubscribed OpenMP threads spin
+        # and made a tiny model's backward 100x slower on a busy 2-core machine
+        torch.set_num_threads(tc.torch_threads or max(1, int(tc.cpus_per_worker)))
     elif device.type == "cuda":
         torch.cuda.set_device(device)
     made_group = ensure_process_group(device.type == "cuda")
@@ -368,8 +386,13 @@ def train_loop(config: dict[str, Any], session: Session | None = None) -> dict[s
     with session.latest_checkpoint() as ckpt:
         if ckpt is not None:
             d = Path(ckpt)
-            eng.load(d)
             state = json.loads((d / STATE_FILE).read_text())
+            if state.get("final"):
+                out = _report_finished(session, d, state, rank)
+                if made_group:
+                    dist.destroy_process_group()
+                return out
+            eng.load(d)
             state["resumed_from"] = [*state.get("resumed_from", []), state["step"]]
             log.info("rank %d resumed from step %d (%s)", rank, state["step"], ckpt)
     start = int(state["step"])
@@ -428,6 +451,8 @@ def train_loop(config: dict[str, Any], session: Session | None = None) -> dict[s
     metrics = {**metrics, "final": True, "optimizer_steps": eng.optimizer_steps(),
                "train_examples": len(examples), "dropped_per_epoch": batcher.dropped_per_epoch,
                "world_size": world, "backend": tc.backend, "precision": eng.precision}
+    state["final"] = True
+    state["final_metrics"] = metrics
     with tempfile.TemporaryDirectory(prefix="scarlet-final-") as tmp:
         eng.export(Path(tmp) / MODEL_SUBDIR, rank)
         if rank == 0:
