@@ -330,6 +330,9 @@ def _maybe_fault(fault: dict[str, Any] | None, step: int, rank: int) -> None:
     marker = Path(fault["marker"])
     if marker.exists():
         return
+    # let the controller register the last reported checkpoint first, as it would have in a real
+    # run where steps take seconds (a report still in the worker's queue dies with it)
+    time.sleep(float(fault.get("delay_s", 0)))
     marker.write_text(f"killed rank {rank} at step {step} pid {os.getpid()}\n")
     log.warning("fault injection: SIGKILL rank %d at step %d", rank, step)
     os.kill(os.getpid(), signal.SIGKILL)
