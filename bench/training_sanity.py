@@ -108,10 +108,13 @@ def main() -> int:
     ap.add_argument("--shared", default=os.environ.get("SCARLET_SHARED_DATA")
                     or str(ROOT.parent / "shared" / "data"))
     ap.add_argument("--out", default=None)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--max-len", type=int, default=128, help="tokens, training and evaluation")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of this process")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     args = ap.parse_args()
+    import torch
     from sentence_transformers import SentenceTransformer
 
     from scarlet_ray.distributed.train import run_training
@@ -124,7 +127,9 @@ def main() -> int:
     n_train = write_train(train, work / "train.jsonl")
     queries, corpus, qrels = eval_set(test)
 
+    torch.set_num_threads(args.threads)
     base = load_encoder("all-minilm-l6-v2")
+    base.max_seq_length = args.max_len
     t0 = time.perf_counter()
     base_ndcg = ndcg10(base, queries, corpus, qrels)
     eval_s = time.perf_counter() - t0
@@ -132,11 +137,12 @@ def main() -> int:
     cfg = load_config(None, [
         "training.loss=pairwise_ce", "training.temperature=0.05", "training.lr=3e-5",
         f"training.epochs={args.epochs}", "training.batch_size=16", "training.group_size=4",
-        "training.max_seq_len=128", "training.backend=deepspeed", "training.zero_stage=1",
+        f"training.max_seq_len={args.max_len}", "training.backend=deepspeed", "training.zero_stage=1",
         f"training.num_workers={args.workers}", "training.checkpoint_every=1000",
         "training.log_every=5", "ray.num_cpus=4", *args.overrides])
     res = run_training(cfg, work / "train.jsonl", work / "model")
     trained = SentenceTransformer(str(work / "model"), device="cpu")
+    trained.max_seq_length = args.max_len
     trained_ndcg = ndcg10(trained, queries, corpus, qrels)
 
     out = {
