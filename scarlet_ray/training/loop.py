@@ -185,17 +185,33 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ensure_process_group(on_gpu: bool) -> bool:
-    """Use the group Ray Train / torchrun made; else start a 1-process gloo group. True if made."""
+_GROUP_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def ensure_process_group(on_gpu: bool) -> list[str] | None:
+    """Use the group Ray Train / torchrun made; else start a 1-process group.
+
+    Returns the environment variables it set (to undo in :func:`release_process_group`), or
+    None when the group already existed.
+    """
     if dist.is_initialized():
-        return False
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("LOCAL_RANK", "0")
+        return None
+    defaults = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0",
+                "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
+    added = [k for k in _GROUP_ENV if k not in os.environ]
+    for k in added:
+        os.environ[k] = defaults[k]
     dist.init_process_group("nccl" if on_gpu else "gloo")
-    return True
+    return added
+
+
+def release_process_group(added: list[str] | None) -> None:
+    """Tear down a group this module made, so later code in the process sees no leftovers."""
+    if added is None:
+        return
+    dist.destroy_process_group()
+    for k in added:
+        os.environ.pop(k, None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -367,6 +383,14 @@ def train_loop(config: dict[str, Any], session: Session | None = None) -> dict[s
     elif device.type == "cuda":
         torch.cuda.set_device(device)
     made_group = ensure_process_group(device.type == "cuda")
+    try:
+        return _train(config, session, tc, device)
+    finally:
+        release_process_group(made_group)
+
+
+def _train(config: dict[str, Any], session: Session, tc: TrainingConfig,
+           device: torch.device) -> dict[str, Any]:
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(tc.seed)
 
@@ -391,10 +415,7 @@ def train_loop(config: dict[str, Any], session: Session | None = None) -> dict[s
             d = Path(ckpt)
             state = json.loads((d / STATE_FILE).read_text())
             if state.get("final"):
-                out = _report_finished(session, d, state, rank)
-                if made_group:
-                    dist.destroy_process_group()
-                return out
+                return _report_finished(session, d, state, rank)
             eng.load(d)
             state["resumed_from"] = [*state.get("resumed_from", []), state["step"]]
             log.info("rank %d resumed from step %d (%s)", rank, state["step"], ckpt)
@@ -464,6 +485,4 @@ def train_loop(config: dict[str, Any], session: Session | None = None) -> dict[s
                 (Path(tmp) / "deepspeed_config.json").write_text(json.dumps(eng.ds_config,
                                                                             indent=2))
         session.report(metrics, tmp if rank == 0 else None)
-    if made_group:
-        dist.destroy_process_group()
     return {**metrics, "history": state["history"], "resumed_from": state["resumed_from"]}
