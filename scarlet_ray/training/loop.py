@@ -67,18 +67,33 @@ class LocalSession:
         self.reports: list[dict[str, Any]] = []
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
+        """Every rank's files are merged into one folder (DeepSpeed writes per-rank shards),
+        which then replaces the destination atomically; ``root`` must be shared by the ranks."""
         self.reports.append(dict(metrics))
-        if checkpoint_dir is None or (dist.is_initialized() and dist.get_rank() != 0):
-            return
+        multi = dist.is_initialized() and dist.get_world_size() > 1
+        rank = dist.get_rank() if dist.is_initialized() else 0
         name = "final" if metrics.get("final") else f"checkpoint_{int(metrics['step']):08d}"
         dest = self.root / name
         tmp = dest.with_name(dest.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(checkpoint_dir, tmp)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
-        for old in sorted(self.root.glob("checkpoint_*[0-9]"))[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        if multi:
+            dist.barrier()
+        if checkpoint_dir is not None:
+            shutil.copytree(checkpoint_dir, tmp, dirs_exist_ok=True)
+        if multi:
+            dist.barrier()
+        if rank == 0:
+            if any(tmp.iterdir()):
+                shutil.rmtree(dest, ignore_errors=True)
+                os.replace(tmp, dest)
+            else:
+                tmp.rmdir()
+            for old in sorted(self.root.glob("checkpoint_*[0-9]"))[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        if multi:
+            dist.barrier()
 
     @contextlib.contextmanager
     def latest_checkpoint(self) -> Iterator[str | None]:
