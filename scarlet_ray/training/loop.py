@@ -70,6 +70,8 @@ class LocalSession:
         """Every rank's files are merged into one folder (DeepSpeed writes per-rank shards),
         which then replaces the destination atomically; ``root`` must be shared by the ranks."""
         self.reports.append(dict(metrics))
+        if checkpoint_dir is None and not metrics.get("final"):
+            return  # metrics only (the same on every rank)
         multi = dist.is_initialized() and dist.get_world_size() > 1
         rank = dist.get_rank() if dist.is_initialized() else 0
         name = "final" if metrics.get("final") else f"checkpoint_{int(metrics['step']):08d}"
