@@ -164,7 +164,7 @@ def main() -> int:
         "train_seconds": res.seconds, "eval_seconds_base": eval_s,
         "training": cfg.training.model_dump(mode="json"), "unix_time": time.time(),
     }
-    dest = ROOT / "bench" / "results" / f"training_sanity_{cfg.training.loss}.json"
+    dest = ROOT / "bench" / "results" / f"training_sanity_{cfg.training.loss}_e{args.epochs}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=2))
     print_table("training sanity (held-out HotpotQA + MuSiQue questions)", [
