@@ -222,9 +222,17 @@ def ensure_process_group(on_gpu: bool) -> list[str] | None:
     return added
 
 
+_KEEP_GROUP = False  # set once DeepSpeed has wrapped the group in this process
+
+
 def release_process_group(added: list[str] | None) -> None:
-    """Tear down a group this module made, so later code in the process sees no leftovers."""
-    if added is None:
+    """Tear down a group this module made, so later code in the process sees no leftovers.
+
+    Not after DeepSpeed ran: it caches the world group in module globals (deepspeed.utils.groups)
+    and a later ``deepspeed.initialize`` in the same process would use the destroyed one; the
+    group then lives as long as the process and the next run reuses it.
+    """
+    if added is None or _KEEP_GROUP:
         return
     dist.destroy_process_group()
     for k in added:
@@ -248,6 +256,8 @@ class _Engine:
         if self.backend == "deepspeed":
             import deepspeed
 
+            global _KEEP_GROUP
+            _KEEP_GROUP = True
             deepspeed.init_distributed(dist_backend="nccl" if device.type == "cuda" else "gloo")
             self.ds_config = deepspeed_config(tc, world_size=world_size, total_steps=total_steps,
                                               precision=self.precision,
