@@ -6,7 +6,8 @@ Both sides compute the same loss: InfoNCE of each query's positive against its o
 and every other passage in the batch, scale 20 = 1 / temperature 0.05, cosine similarity.
 Examples/s = batch size / median optimizer-step time over the steps after ``--warmup``.
 
-    PYTHONPATH=$PWD nice python bench/training.py [--steps 12] [--batch 16] [--threads 2]
+    PYTHONPATH=$PWD nice python bench/training.py [--steps 8] [--batch 16] [--max-len 64]
+        [--threads 1] [--repeat 2]
 
 Writes bench/results/training.json and prints a table.
 """
@@ -109,7 +110,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-len", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=2)
     a = ap.parse_args()
 
     rows = triples(Path(a.shared), a.batch * a.steps)
@@ -125,16 +127,25 @@ def main() -> int:
         runs = [("sentence-transformers Trainer + MNRL", lambda: st_trainer(rows, a)),
                 ("ours: plain torch (ddp backend, 1 proc)", lambda: ours("ddp", data, a)),
                 ("ours: DeepSpeed ZeRO-1", lambda: ours("deepspeed", data, a))]
-        for name, fn in runs:
-            t0 = time.perf_counter()
-            steps = fn()
-            kept = steps[a.warmup:]
-            med = statistics.median(kept)
-            results[name] = {"examples_per_s": a.batch / med, "median_step_s": med,
-                             "step_s": steps, "wall_s": time.perf_counter() - t0}
+        # the machine is shared: run the set --repeat times, alternating the order, and pool
+        # the post-warmup step times of each trainer so load changes hit all of them alike
+        for rep in range(a.repeat):
+            for name, fn in (runs if rep % 2 == 0 else runs[::-1]):
+                t0 = time.perf_counter()
+                steps = fn()
+                r = results.setdefault(name, {"step_s": [], "kept_s": [], "wall_s": 0.0,
+                                              "median_step_s_per_repeat": []})
+                r["step_s"].append(steps)
+                r["kept_s"] += steps[a.warmup:]
+                r["median_step_s_per_repeat"].append(statistics.median(steps[a.warmup:]))
+                r["wall_s"] += time.perf_counter() - t0
+        for r in results.values():
+            r["median_step_s"] = statistics.median(r["kept_s"])
+            r["examples_per_s"] = a.batch / r["median_step_s"]
     ref = results["sentence-transformers Trainer + MNRL"]["examples_per_s"]
     out = {"model": "all-minilm-l6-v2", "batch": a.batch, "max_seq_len": a.max_len,
            "steps": a.steps, "warmup_steps_excluded": a.warmup, "threads": a.threads,
+           "repeats": a.repeat,
            "loss": "InfoNCE / MNRL, (query, pos, hard neg), scale 20", "results": results,
            "host_cpus": os.cpu_count(), "load_avg": os.getloadavg(), "unix_time": time.time()}
     dest = ROOT / "bench" / "results" / "training.json"
