@@ -178,6 +178,14 @@ class TrainingConfig(_Section):
     storage_path: str | None = None
     max_failures: int = Field(default=2, ge=-1)
     seed: int = 42
+    scheduler: Literal["warmup_decay", "warmup"] = "warmup_decay"
+    max_steps: int | None = Field(default=None, ge=1)
+    log_every: int = Field(default=10, ge=1)
+    gather_negatives: bool = True
+    keep_checkpoints: int = Field(default=2, ge=1)
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    torch_threads: int | None = Field(default=None, ge=1)
+    run_name: str | None = None
 
 
 class EvaluationConfig(_Section):
