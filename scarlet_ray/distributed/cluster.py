@@ -69,7 +69,7 @@ def connect(cfg: RayConfig) -> ClusterInfo:
     if not ray.is_initialized():
         if address:
             log.info("joining Ray cluster at %s", address)
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, runtime_env=driver_runtime_env())
         else:
             _prepend_pythonpath(PACKAGE_PARENT)  # local workers inherit this environment
             kwargs: dict[str, Any] = {"include_dashboard": False}
@@ -92,6 +92,29 @@ def shutdown(info: ClusterInfo) -> None:
     """Stop the cluster only if this process started it (never a shared one)."""
     if info.started_here and ray.is_initialized():
         ray.shutdown()
+
+
+def in_submitted_job() -> bool:
+    """True inside ``ray job submit``: the job's runtime_env already ships code and env."""
+    return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+
+
+def driver_runtime_env() -> dict[str, Any] | None:
+    """What a driver outside a submitted job must ship to an existing cluster's workers.
+
+    Those workers did not inherit this process's environment, so the ``scarlet_ray`` package
+    this driver runs goes along as a py_module and the settings of ``FORWARDED_ENV`` as
+    env_vars. Inside a submitted job the job's own runtime_env already does this (and Ray
+    refuses a driver runtime_env that repeats its fields), so nothing is added there.
+    """
+    if in_submitted_job():
+        return None
+    env: dict[str, Any] = {"py_modules": [str(Path(PACKAGE_PARENT) / "scarlet_ray")],
+                           "excludes": ["__pycache__", "*.pyc"]}
+    wenv = worker_env()
+    if wenv:
+        env["env_vars"] = wenv
+    return env
 
 
 def worker_env() -> dict[str, str]:
