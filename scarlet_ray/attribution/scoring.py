@@ -1,0 +1,328 @@
+"""Teacher-forced ground-truth scoring under masked contexts (SCARLet stage 3's cost).
+
+Two scorers that must agree:
+
+* ``naive_scores``: the obvious loop, one forward per mask over prompt + answer with
+  full-vocabulary logits at every position. It is the reference the fast path is tested against.
+* ``score_masks``: the fast path. Duplicate masks are scored once; the token prefix shared by
+  every masked prompt (system prompt, instruction, "Passages:" header) is run once and its KV
+  cache is expanded over each batch; a sample's masks are batched, bucketed by length under a
+  token budget; the LM head runs only at the answer positions (hidden states -> lm_head on the
+  gathered rows), so the vocabulary projection costs answer tokens, not context tokens.
+
+The shared prefix is the longest common prefix of the *token ids* of every masked prompt, so the
+fast path forwards exactly the tokens the reference forwards (no re-tokenisation at a boundary).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from scarlet_ray.attribution.masks import unique_rows
+from scarlet_ray.models.generator import Generator
+from scarlet_ray.records import Passage
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("logprob_sum", "logit_sum", "logit_prob")
+MIN_SHARED_PREFIX = 8  # below this the cache copies cost more than they save
+MIN_SHORTENED_WORDS = 10  # a passage cut shorter than this is dropped instead
+
+
+@dataclass
+class PreparedSample:
+    """A sample's scoring inputs after the context was fitted into the token budget."""
+
+    instruction: str
+    input_text: str
+    passages: list[Passage]
+    answer_ids: list[int]
+    truncated: list[str] = field(default_factory=list)  # passage ids dropped or shortened
+    truncation_note: str = ""
+
+
+@dataclass
+class ScoreStats:
+    """What a scoring call forwarded, for throughput accounting."""
+
+    n_tokens: int = 0  # tokens actually run through the model (prefix once + suffixes)
+    n_padded_tokens: int = 0  # including right-padding inside batches
+    n_equiv_tokens: int = 0  # tokens the naive reference would forward for the same masks
+    n_forwards: int = 0
+    n_unique_masks: int = 0
+    prefix_len: int = 0
+
+
+# ---------------------------------------------------------------- targets
+
+def _token_logprobs(logits: torch.Tensor, ans: torch.Tensor) -> torch.Tensor:
+    """(…, T, V) float logits, (…, T) ids -> (…, T) log p(answer token)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return logp.gather(-1, ans.unsqueeze(-1)).squeeze(-1)
+
+
+def target_from_logits(logits: torch.Tensor, ans: torch.Tensor, target: str) -> torch.Tensor:
+    """Sequence-level target from answer-position logits; batched over leading dims.
+
+    ``logit_prob`` is ContextCite's: the logit of the whole answer's probability,
+    log p - log(1 - p) with log p the summed token log-probabilities.
+    """
+    if target == "logit_sum":
+        return logits.float().gather(-1, ans.unsqueeze(-1)).squeeze(-1).sum(-1).double()
+    lp = _token_logprobs(logits, ans).sum(-1).double()
+    if target == "logprob_sum":
+        return lp
+    if target == "logit_prob":
+        lp = lp.clamp(max=-1e-12)
+        log1m = torch.where(lp > -0.1, torch.log(-torch.expm1(lp)), torch.log1p(-torch.exp(lp)))
+        return lp - log1m
+    raise ValueError(f"unknown target {target!r}; known: {list(TARGETS)}")
+
+
+# ---------------------------------------------------------------- context budget
+
+def model_window(gen: Generator) -> int | None:
+    cfg = getattr(gen.model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def prepare_sample(gen: Generator, instruction: str, passages: Sequence[Passage],
+                   input_text: str, answer: str, *, max_context_tokens: int | None = None,
+                   min_passages: int = 2) -> PreparedSample:
+    """Tokenise the answer and fit the full context into the budget, passage-wise.
+
+    The budget is ``max_context_tokens`` and the model window, whichever is smaller, for prompt
+    plus answer. Passages are dropped from the end; the first dropped one is put back shortened
+    (whole words) if at least ``MIN_SHORTENED_WORDS`` of it fit. Every change is recorded.
+    """
+    if not answer.strip():
+        raise ValueError("output: empty ground-truth answer, nothing to score")
+    ans = gen.answer_ids(answer)
+    if not ans:
+        raise ValueError("output: answer is empty after tokenisation")
+    if len(passages) < min_passages:
+        raise ValueError(f"passages: {len(passages)} passage(s); attribution needs at least "
+                         f"{min_passages} to compare")
+    limits = [x for x in (max_context_tokens, model_window(gen)) if x]
+    budget = min(limits) if limits else None
+    ps = list(passages)
+
+    def length(sel: Sequence[Passage]) -> int:
+        return len(gen.prompt_ids(instruction, sel, input_text)) + len(ans)
+
+    if budget is None or length(ps) <= budget:
+        return PreparedSample(instruction, input_text, ps, ans)
+    if length([]) > budget:
+        raise ValueError(f"context: prompt without passages plus answer is {length([])} tokens, "
+                         f"over the budget of {budget}")
+    lo, hi = 0, len(ps)  # largest m with the first m passages fitting: binary search
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if length(ps[:mid]) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    m = lo
+    kept = ps[:m]
+    truncated = [p.id for p in ps[m:]]
+    note = f"{len(ps) - m} passage(s) dropped to fit {budget} tokens"
+    nxt = ps[m]
+    words = nxt.text.split()
+    wlo, whi = 0, len(words)
+    while wlo < whi:
+        mid = (wlo + whi + 1) // 2
+        cand = Passage(id=nxt.id, title=nxt.title, text=" ".join(words[:mid]))
+        if length([*kept, cand]) <= budget:
+            wlo = mid
+        else:
+            whi = mid - 1
+    if wlo >= MIN_SHORTENED_WORDS:
+        kept = [*kept, Passage(id=nxt.id, title=nxt.title, text=" ".join(words[:wlo]))]
+        note = (f"passage {nxt.id} shortened to {wlo}/{len(words)} words and "
+                f"{len(ps) - m - 1} passage(s) dropped to fit {budget} tokens")
+    if len(kept) < min_passages:
+        raise ValueError(f"context: only {len(kept)} passage(s) fit the budget of {budget} "
+                         f"tokens; attribution needs at least {min_passages}")
+    return PreparedSample(instruction, input_text, kept, ans, truncated, note)
+
+
+def masked_prompt_ids(gen: Generator, prep: PreparedSample, mask: np.ndarray) -> list[int]:
+    sel = [p for p, keep in zip(prep.passages, mask, strict=True) if keep]
+    return gen.prompt_ids(prep.instruction, sel, prep.input_text)
+
+
+# ---------------------------------------------------------------- reference scorer
+
+@torch.no_grad()
+def naive_scores(gen: Generator, prep: PreparedSample, masks: np.ndarray,
+                 target: str = "logprob_sum", stats: ScoreStats | None = None) -> np.ndarray:
+    """Reference: one forward per mask (duplicates too), full-vocabulary logits everywhere."""
+    ans = prep.answer_ids
+    ans_t = torch.tensor(ans, device=gen.device)
+    out = np.empty(len(masks), dtype=np.float64)
+    for i, m in enumerate(masks):
+        prompt = masked_prompt_ids(gen, prep, m)
+        ids = torch.tensor([prompt + ans], device=gen.device)
+        logits = gen.model(ids).logits[0].float()  # (S, V): every position, every token
+        out[i] = float(target_from_logits(logits[len(prompt) - 1 : -1], ans_t, target))
+        if stats is not None:
+            stats.n_tokens += ids.shape[1]
+            stats.n_padded_tokens += ids.shape[1]
+            stats.n_equiv_tokens += ids.shape[1]
+            stats.n_forwards += 1
+    if stats is not None:
+        stats.n_unique_masks += len(masks)
+    return out
+
+
+# ---------------------------------------------------------------- fast path
+
+def _base_and_head(model: Any) -> tuple[Any, Any]:
+    base = getattr(model, getattr(model, "base_model_prefix", "model"), None)
+    head = model.get_output_embeddings()
+    if base is None or head is None:
+        raise ValueError(f"{type(model).__name__}: cannot split into base model and LM head")
+    return base, head
+
+
+def _head_logits(model: Any, head: Any, hidden: torch.Tensor) -> torch.Tensor:
+    logits = head(hidden)
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def _lcp(seqs: Sequence[Sequence[int]]) -> int:
+    first = seqs[0]
+    n = min(len(s) for s in seqs)
+    for i in range(n):
+        t = first[i]
+        if any(s[i] != t for s in seqs[1:]):
+            return i
+    return n
+
+
+def _expand_cache(model: Any, prefix_kv: list[tuple[torch.Tensor, torch.Tensor]], batch: int):
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    for layer, (k, v) in enumerate(prefix_kv):
+        cache.update(k.expand(batch, *k.shape[1:]), v.expand(batch, *v.shape[1:]), layer)
+    return cache
+
+
+def _buckets(lengths: Sequence[int], max_batch_tokens: int,
+             max_pad_frac: float = 0.1) -> list[list[int]]:
+    """Indices grouped longest-first: batch size x longest row <= max_batch_tokens, and a row
+    joins a batch only while padding stays under ``max_pad_frac`` of the batch's tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    out: list[list[int]] = []
+    cur: list[int] = []
+    real = 0
+    for i in order:
+        if cur:
+            width = lengths[cur[0]]
+            total = (len(cur) + 1) * width
+            if total > max_batch_tokens or total - (real + lengths[i]) > max_pad_frac * total:
+                out.append(cur)
+                cur, real = [], 0
+        cur.append(i)
+        real += lengths[i]
+    if cur:
+        out.append(cur)
+    return out
+
+
+@torch.no_grad()
+def score_masks(gen: Generator, prep: PreparedSample, masks: np.ndarray,
+                target: str = "logprob_sum", *, max_batch_tokens: int = 16384,
+                prefix_cache: bool = True, stats: ScoreStats | None = None,
+                max_logit_elems: int = 1 << 25) -> np.ndarray:
+    """Fast path: same values as ``naive_scores`` (up to float rounding), far fewer FLOPs."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; known: {list(TARGETS)}")
+    model = gen.model
+    base, head = _base_and_head(model)
+    dev = gen.device
+    uniq, inverse = unique_rows(masks)
+    ans = prep.answer_ids
+    n_ans = len(ans)
+    prompts = [masked_prompt_ids(gen, prep, m) for m in uniq]
+    plen = min(len(p) for p in prompts)
+    L = _lcp(prompts) if (prefix_cache and len(prompts) > 1) else 0
+    L = min(L, plen - 1)  # the last prompt token is always forwarded with its suffix
+    if L < MIN_SHARED_PREFIX:
+        L = 0
+    st = stats if stats is not None else ScoreStats()
+    st.n_unique_masks += len(uniq)
+    st.prefix_len = L
+    st.n_equiv_tokens += int(sum(len(prompts[j]) + n_ans for j in inverse))
+
+    prefix_kv = None
+    if L:
+        out = base(input_ids=torch.tensor([prompts[0][:L]], device=dev), use_cache=True)
+        cache = out.cache
+        prefix_kv = [(lay.keys, lay.values) for lay in cache.layers]
+        st.n_tokens += L
+        st.n_padded_tokens += L
+        st.n_forwards += 1
+
+    suffixes = [p[L:] + ans for p in prompts]
+    lengths = [len(s) for s in suffixes]
+    pad = gen.tokenizer.pad_token_id if gen.tokenizer.pad_token_id is not None else 0
+    ans_t = torch.tensor(ans, device=dev)
+    values = np.empty(len(uniq), dtype=np.float64)
+    vocab = head.weight.shape[0]
+    for idx in _buckets(lengths, max_batch_tokens):
+        B = len(idx)
+        S = max(lengths[i] for i in idx)
+        ids = torch.full((B, S), pad, dtype=torch.long, device=dev)
+        for r, i in enumerate(idx):  # right padding: pads sit after every real token (causal)
+            ids[r, : lengths[i]] = torch.tensor(suffixes[i], device=dev)
+        kwargs: dict[str, Any] = {}
+        if L:
+            kwargs["cache"] = _expand_cache(model, prefix_kv, B)
+            kwargs["position_ids"] = torch.arange(L, L + S, device=dev).expand(B, S)
+        hidden = base(input_ids=ids, use_cache=bool(L), **kwargs).last_hidden_state
+        # hidden at position t predicts token t+1: answer starts at len(suffix) - n_ans
+        starts = torch.tensor([lengths[i] - n_ans - 1 for i in idx], device=dev)
+        pos = starts[:, None] + torch.arange(n_ans, device=dev)[None, :]
+        rows = hidden.gather(1, pos[..., None].expand(B, n_ans, hidden.shape[-1]))
+        chunk = max(1, max_logit_elems // max(1, n_ans * vocab))
+        for c in range(0, B, chunk):
+            logits = _head_logits(model, head, rows[c : c + chunk])
+            tv = target_from_logits(logits, ans_t.expand(logits.shape[0], n_ans), target)
+            for r, v in enumerate(tv.tolist()):
+                values[idx[c + r]] = v
+        st.n_tokens += sum(lengths[i] for i in idx)
+        st.n_padded_tokens += B * S
+        st.n_forwards += 1
+    return values[inverse]
+
+
+def assert_finite(values: np.ndarray, what: str) -> None:
+    if not np.all(np.isfinite(values)):
+        bad = int(np.sum(~np.isfinite(values)))
+        raise ValueError(f"{what}: {bad} non-finite score(s) (inf/nan) from the generator")
+
+
+def tokens_per_mask(prep: PreparedSample, gen: Generator) -> int:
+    """Full-context length (all passages kept) plus answer, for reporting."""
+    return len(gen.prompt_ids(prep.instruction, prep.passages, prep.input_text)) + len(
+        prep.answer_ids)
+
+
+__all__ = ["TARGETS", "PreparedSample", "ScoreStats", "assert_finite", "model_window",
+           "naive_scores", "prepare_sample", "score_masks", "target_from_logits",
+           "tokens_per_mask"]
