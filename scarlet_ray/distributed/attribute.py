@@ -114,8 +114,8 @@ def _fit_engine(cfg_json: str) -> Any:
         from scarlet_ray.attribution.engine import AttributionEngine
 
         cfg = Config.model_validate_json(cfg_json)
-        eng = _FIT_ENGINES[cfg_json] = AttributionEngine.for_fitting(
-            cfg.models.generator, cfg.attribution, cfg.labels)
+        eng = _FIT_ENGINES[cfg_json] = AttributionEngine(
+            None, cfg.attribution, cfg.labels, generator_name=cfg.models.generator)
     return eng
 
 
