@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -55,6 +57,8 @@ def head(tmp_path_factory):
     """A 2-CPU head with dashboard (job submission needs it), on free ports."""
     port, dash, agent = _free_port(), _free_port(), _free_port()
     tmp = tmp_path_factory.mktemp("rayhead")
+    # Ray's unix sockets live under the temp dir: AF_UNIX paths are capped at 107 bytes
+    short = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
     env = _env()
     env.pop("PYTHONPATH", None)  # workers must get the code through the runtime_env
     env.pop("RAY_ADDRESS", None)
@@ -63,7 +67,7 @@ def head(tmp_path_factory):
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
          "--num-gpus=0", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={agent}",
-         "--disable-usage-stats", f"--temp-dir={tmp / 'ray'}"],
+         "--disable-usage-stats", f"--temp-dir={short}"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 120
     while True:
@@ -86,6 +90,7 @@ def head(tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
     log.close()
+    shutil.rmtree(short, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -190,18 +195,22 @@ def test_actor_sigkill_midrun_every_id_once(head, tiny_llama, samples, tmp_path)
     from scarlet_ray.distributed.attribute import run_attribution
 
     inp = tmp_path / "in.jsonl"
+    samples = samples[:24]
     _write_input(inp, samples, bad=False)
     out = tmp_path / "out"
     cfg = load_config(None, _overrides(tiny_llama, head["address"],
                                        **{"attribution.ray_batch_size": 1,
-                                          "attribution.n_masks": 32}))
+                                          "attribution.n_masks": 16}))
     killed: dict[str, object] = {}
 
     def killer() -> None:
         deadline = time.time() + 240
         while time.time() < deadline and "pid" not in killed:
             parts = list((out / "attributions").glob("part-*.parquet"))
-            pids = _score_actor_pids(head["dashboard"]) if parts else []
+            try:
+                pids = _score_actor_pids(head["dashboard"]) if parts else []
+            except Exception:  # noqa: BLE001 - the state API times out under load: ask again
+                pids = []
             if pids:
                 killed["parts_before"] = len(parts)
                 killed["pid"] = pids[0]
