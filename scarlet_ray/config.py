@@ -111,12 +111,16 @@ class AttributionConfig(_Section):
     target: Literal["logprob_sum", "logit_sum", "logit_prob"] = "logprob_sum"
     surrogate: Literal["ridge", "lasso"] = "ridge"
     alpha: float = Field(default=1.0, ge=0)
+    lasso_alpha: float = Field(default=0.01, gt=0)
     cv_folds: int = Field(default=5, ge=2)
     max_batch_tokens: int = Field(default=16384, ge=256)
     prefix_cache: bool = True
     max_context_tokens: int | None = Field(default=None, ge=64)
     passage_words: int | None = Field(default=None, ge=10)
     seed: int = 0
+    flush_every: int = Field(default=8, ge=1)
+    eval_baselines: list[Literal["loo", "similarity", "attention", "random"]] = Field(
+        default_factory=lambda: ["loo", "similarity", "attention", "random"])
     runner: Literal["local", "ray"] = "local"
     num_actors_min: int = Field(default=1, ge=1)
     num_actors_max: int = Field(default=2, ge=1)

@@ -140,8 +140,7 @@ def passage_text(title: str, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
-def training_example(sample: Sample, attr: Attribution,
-                     method: str = "kmeans") -> tuple[TrainingExample | None, str | None]:
+def training_example(sample: Sample, attr: Attribution) -> tuple[TrainingExample | None, str | None]:
     """One FlagEmbedding line from a sample and its attribution, or (None, drop reason)."""
     if attr.id != sample.id:
         raise ValueError(f"attribution {attr.id!r} does not belong to sample {sample.id!r}")

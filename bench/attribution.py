@@ -1,0 +1,155 @@
+"""Attribution scoring throughput: naive reference vs fast path, in one run, on shared HotpotQA.
+
+Measures, in the same process and on the same samples and masks:
+  * the naive reference (one forward per mask, full-vocabulary logits, fp32),
+  * the fast path in fp32 (exactness check against the reference) and in bf16 (speed),
+  * the machine's matmul peak right now (fp32 and bf16 square matmuls, FLOP/s),
+and prints tokens/s, samples/s, model FLOP utilisation (2 x params x tokens / peak) and the
+speed-up; writes bench/results/attribution.json.
+
+    PYTHONPATH=. python bench/attribution.py --samples 20 --masks 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:
+    """Achieved FLOP/s of an n x n x n matmul in ``dtype`` on this machine, now."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    torch.matmul(a, b)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.matmul(a, b)
+        reps += 1
+    return 2.0 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+def non_embedding_params(model) -> int:
+    emb = model.get_input_embeddings().weight
+    return sum(p.numel() for p in model.parameters() if p is not emb)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--naive-samples", type=int, default=None,
+                    help="run the (slow) naive reference on only the first K samples")
+    ap.add_argument("--masks", type=int, default=64)
+    ap.add_argument("--target", default="logprob_sum")
+    ap.add_argument("--generator", default="smollm2-135m-instruct")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hotpotqa" /
+                                          "hotpotqa_train.json"))
+    ap.add_argument("--output", default=str(ROOT / "bench" / "results" / "attribution.json"))
+    args = ap.parse_args()
+    if not Path(args.data).exists():
+        args.data = "/work/shared/data/hotpotqa/hotpotqa_train.json"
+
+    from scarlet_ray.attribution.engine import AttributionEngine
+    from scarlet_ray.attribution.scoring import ScoreStats, naive_scores, score_masks
+    from scarlet_ray.attribution.surrogate import fit_surrogate
+    from scarlet_ray.config import AttributionConfig, LabelsConfig
+    from scarlet_ray.datasets import convert
+    from scarlet_ray.models.generator import cpu_supports_bf16, load_generator
+
+    samples = convert("hotpotqa", args.data, limit=args.samples, passage_words=100).records
+    k_naive = min(args.naive_samples or len(samples), len(samples))
+    cfg = AttributionConfig(n_masks=args.masks, target=args.target)
+    g32 = load_generator(args.generator, dtype="float32")
+    use_bf16 = g32.device.type == "cuda" or cpu_supports_bf16()
+    g16 = load_generator(args.generator, dtype="bfloat16") if use_bf16 else None
+    eng = AttributionEngine(g32, cfg, LabelsConfig())
+    preps = [eng.prepare(s) for s in samples]
+    masks = [eng.masks_for(s.id, len(p.passages)) for s, p in zip(samples, preps, strict=True)]
+    n_params = g32.n_params
+    n_ne = non_embedding_params(g32.model)
+
+    peak = {"fp32": matmul_peak(torch.float32)}
+    if use_bf16:
+        peak["bf16"] = matmul_peak(torch.bfloat16)
+
+    def run(name, gen, fn, k):
+        st = ScoreStats()
+        vals = []
+        t0 = time.perf_counter()
+        for p, m in zip(preps[:k], masks[:k], strict=True):
+            vals.append(fn(gen, p, m, st))
+        dt = time.perf_counter() - t0
+        return {"name": name, "seconds": dt, "samples": k, "tokens_forwarded": st.n_tokens,
+                "tokens_padded": st.n_padded_tokens, "tokens_equivalent": st.n_equiv_tokens,
+                "forwards": st.n_forwards}, vals
+
+    naive = lambda g, p, m, st: naive_scores(g, p, m, args.target, st)  # noqa: E731
+    fast = lambda g, p, m, st: score_masks(g, p, m, args.target, stats=st,  # noqa: E731
+                                           max_batch_tokens=cfg.max_batch_tokens)
+    results = {}
+    results["naive_fp32"], v_naive = run("naive_fp32", g32, naive, k_naive)
+    results["fast_fp32"], v_f32 = run("fast_fp32", g32, fast, len(samples))
+    v_bf = None
+    if g16 is not None:
+        results["fast_bf16"], v_bf = run("fast_bf16", g16, fast, len(samples))
+
+    # exactness on the samples both ran
+    diffs, spear = [], []
+    from scipy.stats import spearmanr
+
+    for i in range(k_naive):
+        u_ref = fit_surrogate(masks[i], v_naive[i]).utility
+        u_f32 = fit_surrogate(masks[i], v_f32[i]).utility
+        diffs.append(float(np.abs(u_ref - u_f32).max() / max(np.ptp(u_ref), 1e-9)))
+        if v_bf is not None:
+            u_bf = fit_surrogate(masks[i], v_bf[i]).utility
+            spear.append(float(spearmanr(u_ref, u_bf).statistic))
+
+    for r in results.values():
+        dt = r["seconds"]
+        r["tokens_per_s"] = r["tokens_forwarded"] / dt
+        r["equivalent_tokens_per_s"] = r["tokens_equivalent"] / dt
+        r["samples_per_s"] = r["samples"] / dt
+        p = peak["bf16"] if r["name"].endswith("bf16") else peak["fp32"]
+        r["peak_flops"] = p
+        r["mfu"] = 2 * n_params * r["tokens_forwarded"] / dt / p
+        r["mfu_non_embedding"] = 2 * n_ne * r["tokens_forwarded"] / dt / p
+    base = results["naive_fp32"]["samples_per_s"]
+    for r in results.values():
+        r["speedup_vs_naive"] = r["samples_per_s"] / base
+    out = {
+        "generator": args.generator, "params": n_params, "non_embedding_params": n_ne,
+        "samples": len(samples), "naive_samples": k_naive, "masks": args.masks,
+        "target": args.target, "matmul_peak_flops": peak,
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "platform": platform.platform(), "load_avg": os.getloadavg(),
+                    "device": str(g32.device)},
+        "exactness_fp32_max_abs_diff_over_range": max(diffs) if diffs else None,
+        "bf16_vs_naive_utility_spearman_min": min(spear) if spear else None,
+        "results": results,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(out, indent=2))
+    print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()))
+    print(f"{'run':<12}{'samples':>8}{'tok/s':>10}{'eq tok/s':>10}{'samples/s':>11}"
+          f"{'MFU':>8}{'speedup':>9}")
+    for r in results.values():
+        print(f"{r['name']:<12}{r['samples']:>8}{r['tokens_per_s']:>10.1f}"
+              f"{r['equivalent_tokens_per_s']:>10.1f}{r['samples_per_s']:>11.4f}"
+              f"{r['mfu']:>8.3f}{r['speedup_vs_naive']:>9.2f}")
+    print(f"exactness (fp32 fast vs naive, max |du| / range(u)): "
+          f"{out['exactness_fp32_max_abs_diff_over_range']}")
+    print(f"bf16 vs naive utility Spearman (min): {out['bf16_vs_naive_utility_spearman_min']}")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
