@@ -172,8 +172,8 @@ def part_throughput(args) -> dict:
     pipe = m["timings"]["pipeline_s"]
     ray_res = {"rc": r["rc"], "rows": n_out, "pipeline_s": pipe, "wall_s": r["wall_s"],
                "first_result_s": m["timings"]["first_result_s"],
-               "samples_per_s": len(samples) / pipe, "tokens": m["tokens"],
-               "tokens_per_s": m["tokens_per_s"], "actors": 2,
+               "samples_per_s": len(samples) / pipe, "tokens": m["counts"]["tokens_forwarded"],
+               "tokens_per_s": m["throughput"]["tokens_per_s"], "actors": 2,
                "score_s_sum": m["timings"]["score_s_sum"],
                "actor_busy_fraction": m["timings"]["score_s_sum"] / (2 * pipe)}
     per_core = (ray_res["samples_per_s"] / 2) / engine_res["samples_per_s"]
@@ -253,7 +253,8 @@ def part_scale(args) -> dict:
             "first_result_s": m["timings"]["first_result_s"], "samples_per_s": n / pipe,
             "engine_s_per_sample": m["timings"]["score_s_sum"] / n,
             "ray_overhead_s_per_sample": (2 * pipe - m["timings"]["score_s_sum"]) / n,
-            "tokens": m["tokens"], "tokens_per_s": m["tokens_per_s"],
+            "tokens": m["counts"]["tokens_forwarded"],
+            "tokens_per_s": m["throughput"]["tokens_per_s"],
             "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "driver_peak_rss_sampled_mb": r["peak_driver_rss_sampled"] / 2**20,
             "object_store_peak_mb": r["peak_store_bytes"] / 2**20,

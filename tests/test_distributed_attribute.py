@@ -172,8 +172,16 @@ def test_ray_matches_engine_exactly_once_and_quarantines(head, tiny_llama, sampl
 
     m = read_manifest(tmp_path / "out")
     assert m["status"] == "complete"
-    assert m["counts"]["scored"] == len(sub) and m["counts"]["malformed"] == 2
-    assert m["counts"]["failed"] == 1 and m["tokens"] > 0 and m["tokens_per_s"] > 0
+    assert m["counts"]["attributed"] == len(sub) and m["counts"]["quarantined"] == 2
+    assert m["counts"]["failed"] == 1 and m["counts"]["tokens_forwarded"] > 0
+    assert m["throughput"]["tokens_per_s"] > 0
+
+    # rerun: nothing left to do (the failed id is skipped, as the local runner does)
+    assert run_attribution(cfg, str(inp), str(tmp_path / "out")) == 0
+    m = read_manifest(tmp_path / "out")
+    assert m["counts"]["already_done"] == len(sub) and m["counts"]["previously_failed"] == 1
+    assert m["counts"]["to_score"] == 0 and m["counts"]["errors_total"] == 3
+    assert len(_ids_once(tmp_path / "out")) == len(sub)
 
     # the rate gate: with no errors allowed the same input fails with a clear reason
     cfg0 = load_config(None, _overrides(tiny_llama, head["address"],
@@ -226,7 +234,7 @@ def test_actor_sigkill_midrun_every_id_once(head, tiny_llama, samples, tmp_path)
     assert killed["parts_before"] < len(samples)  # the kill landed mid-run
     assert sorted(_ids_once(out)) == sorted(s.id for s in samples)
     m = read_manifest(out)
-    assert m["counts"]["scored"] == len(samples) and m["counts"]["duplicates_dropped"] == 0
+    assert m["counts"]["attributed"] == len(samples) and m["counts"]["duplicates_dropped"] == 0
 
 
 def _cli(tiny_llama, address, inp, out, **kw) -> list[str]:
@@ -267,7 +275,7 @@ def test_driver_sigkill_then_rerun_completes_only_missing(head, tiny_llama, samp
     assert m["status"] == "complete"
     assert m["counts"]["already_done"] == len(done_before)
     assert m["counts"]["to_score"] == len(samples) - len(done_before)
-    assert m["counts"]["scored"] == len(samples) - len(done_before)
+    assert m["counts"]["attributed"] == len(samples) - len(done_before)
     assert sorted(_ids_once(out)) == sorted(s.id for s in samples)
 
 

@@ -117,6 +117,15 @@ def test_compact_errors_drops_repeats_and_recovered_ids(tmp_path):
     assert os.path.exists(tmp_path / "errors.jsonl")
 
 
+def test_failed_ids_come_from_attribute_stage_entries(tmp_path):
+    with OutputDir(tmp_path) as out:
+        out.append_errors([{"source": "in:1", "id": "a", "field": "(score)", "reason": "x",
+                            "stage": "attribute"},
+                           {"source": "in:2", "id": "b", "field": "input", "reason": "y",
+                            "stage": "read"}])
+        assert out.failed_ids() == {"a"}
+
+
 def test_object_store_output_is_refused():
     with pytest.raises(ValueError, match="local or mounted"):
         OutputDir("s3://bucket/out")

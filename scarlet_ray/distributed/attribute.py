@@ -24,6 +24,7 @@ fails, the run stops early (the rate can only grow) and returns 1 with a one-lin
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import pickle
@@ -62,9 +63,10 @@ OUT_SCHEMA = pa.schema(list(attribution_schema()) + [
 ])
 
 
-def _reason(exc: BaseException) -> str:
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {msg}"[:500]
+def _error(where: str, exc: BaseException) -> str:
+    """An error cell: which step, the exception type and its first line (the reason)."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return json.dumps({"field": f"({where})", "type": type(exc).__name__, "reason": msg[:500]})
 
 
 class ScoreActor:
@@ -84,7 +86,8 @@ class ScoreActor:
         gen = load_generator(cfg.models.generator, dtype=cfg.models.dtype,
                              device=cfg.models.device,
                              attn_implementation=cfg.models.attn_implementation)
-        self.engine = AttributionEngine(gen, cfg.attribution, cfg.labels)
+        self.engine = AttributionEngine(gen, cfg.attribution, cfg.labels,
+                                        generator_name=cfg.models.generator)
         log.info("actor pid %d loaded %s in %.1fs", os.getpid(), cfg.models.generator,
                  time.perf_counter() - t0)
 
@@ -101,7 +104,7 @@ class ScoreActor:
                 row["scored"] = pickle.dumps(scored.to_row(), protocol=5)
                 row["n_tokens"] = int(scored.n_tokens)
             except Exception as exc:  # noqa: BLE001 - one bad sample must not kill the batch
-                row["error"] = "score: " + _reason(exc)
+                row["error"] = _error("score", exc)
             row["score_s"] = time.perf_counter() - t0
             rows.append(row)
         return pa.Table.from_pylist(rows, schema=SCORED_SCHEMA)
@@ -139,7 +142,7 @@ def fit_batch(table: pa.Table, cfg_json: str) -> pa.Table:
                 row.update(att.model_dump())
                 row["n_truncated"] = len(scored.truncated)
             except Exception as exc:  # noqa: BLE001
-                row["error"] = "fit: " + _reason(exc)
+                row["error"] = _error("fit", exc)
         out.append(row)
     return pa.Table.from_pylist(out, schema=OUT_SCHEMA)
 
@@ -196,9 +199,8 @@ def _commit(out: OutputDir, batch: pa.Table, stats: RunStats) -> None:
             stats.tokens += r["n_tokens"] or 0
             stats.truncated += 1 if r["n_truncated"] else 0
         else:
-            field, _, reason = r["error"].partition(": ")
-            errs.append({"source": r["source"], "id": r["id"], "field": f"({field})",
-                         "reason": reason})
+            errs.append({"source": r["source"], "id": r["id"], **json.loads(r["error"]),
+                         "stage": "attribute"})
     stats.scored += out.write_rows(ok)
     out.append_errors(errs)
     stats.failed += len(errs)
@@ -209,7 +211,9 @@ def _commit(out: OutputDir, batch: pa.Table, stats: RunStats) -> None:
 def run_attribution(cfg: Config, input_path: str, output_dir: str) -> int:
     """Attribute every sample of ``input_path`` into ``output_dir`` on Ray; 0 ok, 1 too many errors.
 
-    Resumable: samples whose id is already in ``output_dir/attributions`` are skipped.
+    Resumable like the local runner: samples whose id is already in ``output_dir/attributions``
+    or recorded as failed in ``output_dir/errors.jsonl`` are skipped (delete that file, or
+    lines of it, to retry failures).
     """
     t_start = time.perf_counter()
     a = cfg.attribution
@@ -223,14 +227,17 @@ def run_attribution(cfg: Config, input_path: str, output_dir: str) -> int:
     info = None
     with OutputDir(output_dir) as out:
         done_before = set(out.written)
-        todo = [r for r in report.rows if r.id not in done_before]
-        out.append_errors(list(report.errors))
-        counts = _counts(n_input, report.errors, done_before, todo, stats, out, None)
+        failed_before = out.failed_ids() & {r.id for r in report.rows}
+        todo = [r for r in report.rows if r.id not in done_before and r.id not in failed_before]
+        out.append_errors([{**e.as_dict(), "stage": "read"} for e in report.errors])
+        n_prior = len(report.errors) + len(failed_before)
+        counts = _counts(n_input, report.errors, done_before, failed_before, todo, stats, out,
+                         None)
         write_manifest(out.root, "attribute", config=cfg.dump(), models=_models(cfg),
                        counts=counts, status="running", extra={"runner": "ray"})
         t_pipe = time.perf_counter()
         try:
-            if todo and len(report.errors) <= allowed:
+            if todo and n_prior <= allowed:
                 info = connect(cfg.ray)
                 rows = [{"id": r.id, "source": r.source, "sample": r.sample_json} for r in todo]
                 ds = build_dataset(cfg, rows)
@@ -238,21 +245,22 @@ def run_attribution(cfg: Config, input_path: str, output_dir: str) -> int:
                     if stats.first_result_s is None:
                         stats.first_result_s = time.perf_counter() - t_pipe
                     _commit(out, batch, stats)
-                    if len(report.errors) + stats.failed > allowed:
+                    if n_prior + stats.failed > allowed:
                         break  # the final rate can only be higher: stop spending compute
         except BaseException:
             status = "interrupted"
             raise
         finally:
             pipeline_s = time.perf_counter() - t_pipe
-            n_err = len(report.errors) + stats.failed
+            n_err = n_prior + stats.failed
             if status != "interrupted" and n_err > allowed:
                 status = "failed"
                 message = (f"{n_err} of {n_input} samples failed "
                            f"({n_err / max(1, n_input):.1%} > max_error_rate "
                            f"{a.max_error_rate:.1%}); reasons in {out.errors_path}")
             errors_total = out.compact_errors()
-            counts = _counts(n_input, report.errors, done_before, todo, stats, out, errors_total)
+            counts = _counts(n_input, report.errors, done_before, failed_before, todo, stats, out,
+                             errors_total)
             timings = {"read_s": t_read, "pipeline_s": pipeline_s,
                        "first_result_s": stats.first_result_s or 0.0,
                        "score_s_sum": stats.score_s,
@@ -260,9 +268,9 @@ def run_attribution(cfg: Config, input_path: str, output_dir: str) -> int:
             n_done = stats.scored + stats.failed
             extra = {
                 "runner": "ray",
-                "tokens": stats.tokens,
-                "tokens_per_s": stats.tokens / pipeline_s if pipeline_s > 0 else 0.0,
-                "samples_per_s": n_done / pipeline_s if pipeline_s > 0 else 0.0,
+                "throughput": {
+                    "tokens_per_s": stats.tokens / pipeline_s if pipeline_s > 0 else 0.0,
+                    "samples_per_s": n_done / pipeline_s if pipeline_s > 0 else 0.0},
                 "failures": stats.failures,
                 "message": message,
                 "cluster": info.as_dict() if info else None,
@@ -276,7 +284,7 @@ def run_attribution(cfg: Config, input_path: str, output_dir: str) -> int:
                            counts=counts, timings=timings, status=status, extra=extra)
             if info is not None:
                 shutdown(info)
-    _summary(cfg, n_input, len(done_before), stats, len(report.errors), pipeline_s,
+    _summary(cfg, n_input, len(done_before), stats, n_prior, pipeline_s,
              time.perf_counter() - t_start)
     if status == "failed":
         print(f"scarlet attribute: {message}", file=sys.stderr)
@@ -289,23 +297,24 @@ def _models(cfg: Config) -> dict[str, Any]:
 
 
 def _counts(n_input: int, read_errors: list[RecordError], done_before: set[str],
-            todo: list[Any], stats: RunStats, out: OutputDir,
+            failed_before: set[str], todo: list[Any], stats: RunStats, out: OutputDir,
             errors_total: int | None) -> dict[str, Any]:
-    return {"input_records": n_input, "malformed": len(read_errors),
-            "already_done": len(done_before), "to_score": len(todo),
-            "scored": stats.scored, "failed": stats.failed,
-            "truncated_samples": stats.truncated, "written_total": len(out.written),
-            "duplicates_dropped": out.duplicates_dropped,
+    """Same keys as the local runner's manifest, plus the Ray runner's own."""
+    return {"input_records": n_input, "quarantined": len(read_errors),
+            "already_done": len(done_before), "previously_failed": len(failed_before),
+            "to_score": len(todo), "attributed": stats.scored, "failed": stats.failed,
+            "truncated": stats.truncated, "attributions_total": len(out.written),
+            "tokens_forwarded": stats.tokens, "duplicates_dropped": out.duplicates_dropped,
             "errors_total": errors_total}
 
 
-def _summary(cfg: Config, n_input: int, n_done_before: int, stats: RunStats, n_malformed: int,
+def _summary(cfg: Config, n_input: int, n_done_before: int, stats: RunStats, n_prior: int,
              pipeline_s: float, total_s: float) -> None:
     rows = [
         ("input records", n_input),
         ("already done (resumed)", n_done_before),
         ("attributed now", stats.scored),
-        ("errors (malformed + failed)", n_malformed + stats.failed),
+        ("errors (quarantined + failed)", n_prior + stats.failed),
         ("tokens forwarded", stats.tokens),
         ("tokens/s", stats.tokens / pipeline_s if pipeline_s > 0 else 0.0),
         ("samples/s", (stats.scored + stats.failed) / pipeline_s if pipeline_s > 0 else 0.0),

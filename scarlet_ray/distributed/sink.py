@@ -26,7 +26,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scarlet_ray.records import RecordError, append_errors, attribution_schema
+from scarlet_ray.records import (
+    RecordError,
+    append_errors,
+    attribution_schema,
+    iter_jsonl_objects,
+)
 
 
 class OutputBusy(RuntimeError):
@@ -92,6 +97,16 @@ class OutputDir:
                     raise RecordError(str(part), "id", f"duplicate id {rid!r} in output", rid)
                 seen.add(rid)
         return seen
+
+    def failed_ids(self) -> set[str]:
+        """Ids an earlier run (local or Ray) recorded as failed in errors.jsonl."""
+        out: set[str] = set()
+        if self.errors_path.exists():
+            for _, e in iter_jsonl_objects(self.errors_path):
+                if isinstance(e, dict) and e.get("stage") == "attribute" and isinstance(
+                        e.get("id"), str):
+                    out.add(e["id"])
+        return out
 
     # ------------------------------------------------------------- writing
     def write_rows(self, rows: list[dict[str, Any]]) -> int:
