@@ -86,7 +86,7 @@ def head(tmp_path_factory):
         ray.shutdown()
     proc.send_signal(signal.SIGTERM)  # --block: stops the processes this head started
     try:
-        proc.wait(timeout=60)
+        proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
     log.close()
@@ -203,28 +203,32 @@ def test_actor_sigkill_midrun_every_id_once(head, tiny_llama, samples, tmp_path)
     from scarlet_ray.distributed.attribute import run_attribution
 
     inp = tmp_path / "in.jsonl"
-    samples = samples[:24]
+    samples = samples[:32]
     _write_input(inp, samples, bad=False)
     out = tmp_path / "out"
     cfg = load_config(None, _overrides(tiny_llama, head["address"],
                                        **{"attribution.ray_batch_size": 1,
-                                          "attribution.n_masks": 16}))
+                                          "attribution.n_masks": 32}))
     killed: dict[str, object] = {}
 
     def killer() -> None:
+        # Learn the actors' pids while they start (the state API is slow under load), then
+        # kill one the moment the first part is committed: mid-run by construction.
+        pids: list[int] = []
         deadline = time.time() + 240
-        while time.time() < deadline and "pid" not in killed:
+        while time.time() < deadline:
             parts = list((out / "attributions").glob("part-*.parquet"))
-            try:
-                pids = _score_actor_pids(head["dashboard"]) if parts else []
-            except Exception:  # noqa: BLE001 - the state API times out under load: ask again
-                pids = []
-            if pids:
+            if parts and pids:
                 killed["parts_before"] = len(parts)
                 killed["pid"] = pids[0]
                 os.kill(pids[0], signal.SIGKILL)
                 return
-            time.sleep(0.3)
+            if not pids:
+                try:
+                    pids = _score_actor_pids(head["dashboard"])
+                except Exception:  # noqa: BLE001 - state API timeouts under load: ask again
+                    pids = []
+            time.sleep(0.05 if pids else 0.3)
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
