@@ -251,6 +251,7 @@ def _cli(tiny_llama, address, inp, out, **kw) -> list[str]:
 
 def test_driver_sigkill_then_rerun_completes_only_missing(head, tiny_llama, samples, tmp_path):
     inp = tmp_path / "in.jsonl"
+    samples = samples[:24]
     _write_input(inp, samples, bad=False)
     out = tmp_path / "out"
     cmd = _cli(tiny_llama, head["address"], inp, out,
@@ -263,14 +264,14 @@ def test_driver_sigkill_then_rerun_completes_only_missing(head, tiny_llama, samp
                                 start_new_session=True)
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None:
-            if len(list((out / "attributions").glob("part-*.parquet"))) >= 3:
+            if len(list((out / "attributions").glob("part-*.parquet"))) >= 2:
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "driver ended before it could be killed:\n" + log.read_text()
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     done_before = {a.id for a in read_attributions(out / "attributions")}
-    assert 3 <= len(done_before) < len(samples)
+    assert 2 <= len(done_before) < len(samples)
     assert read_manifest(out)["status"] == "running"  # the killed run never finished
 
     res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -304,9 +305,11 @@ def test_ray_job_submit_with_runtime_env(head, tiny_llama, samples, tmp_path):
         [str(BIN / "ray"), "job", "submit", "--address", head["dashboard"], "--submission-id",
          sid, "--working-dir", ".", "--runtime-env", str(renv_path), "--", *entry],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    status = subprocess.run([str(BIN / "ray"), "job", "status", "--address", head["dashboard"],
-                             sid], env=env, capture_output=True, text=True, timeout=60)
-    assert "SUCCEEDED" in status.stdout, res.stdout[-4000:] + res.stderr[-2000:]
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    status = JobSubmissionClient(head["dashboard"]).get_job_status(sid)
+    assert status == JobStatus.SUCCEEDED, res.stdout[-4000:] + res.stderr[-2000:]
+    assert res.returncode == 0
     assert sorted(_ids_once(out)) == sorted(s.id for s in samples[:6])
     m = read_manifest(out)
     assert m["status"] == "complete" and m["cluster"]["started_here"] is False
