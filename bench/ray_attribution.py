@@ -229,7 +229,7 @@ def part_scale(args) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         model = tiny_model(Path(tmp) / "tiny")
-        samples = synthetic_samples(args.scale_n, args.scale_passages, args.passage_words)
+        samples = synthetic_samples(args.scale_n, args.scale_passages, args.scale_words)
         inp = Path(tmp) / "in.jsonl"
         write_jsonl(inp, samples)
         over = [f"models.generator={model}", "models.dtype=float32",
@@ -248,6 +248,7 @@ def part_scale(args) -> dict:
     n = len(samples)
     return {"n_samples": n, "rows": n_out, "parts": n_parts, "rc": r["rc"],
             "n_masks": args.scale_masks, "passages": args.scale_passages,
+            "passage_words": args.scale_words,
             "ray_batch_size": args.scale_batch, "model": "llama 1 layer, hidden 32, random",
             "pipeline_s": pipe, "wall_s": r["wall_s"],
             "first_result_s": m["timings"]["first_result_s"], "samples_per_s": n / pipe,
@@ -273,8 +274,9 @@ def main() -> int:
     ap.add_argument("--passage-words", type=int, default=30)
     ap.add_argument("--granularity-samples", type=int, default=3)
     ap.add_argument("--scale-n", type=int, default=10_000)
-    ap.add_argument("--scale-masks", type=int, default=8)
-    ap.add_argument("--scale-passages", type=int, default=5)
+    ap.add_argument("--scale-masks", type=int, default=4)
+    ap.add_argument("--scale-passages", type=int, default=3)
+    ap.add_argument("--scale-words", type=int, default=15)
     ap.add_argument("--scale-batch", type=int, default=16)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "ray_attribution.json"))
     args = ap.parse_args()
