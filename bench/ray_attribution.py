@@ -45,11 +45,14 @@ def shared_data() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
-def hotpot_samples(limit: int, passage_words: int) -> list[Sample]:
+def hotpot_samples(limit: int, words: int) -> list[Sample]:
+    """HotpotQA samples (10 paragraphs each), every paragraph cut to its first ``words`` words."""
+    from scarlet_ray.attribution.engine import cut_words
     from scarlet_ray.datasets import convert
 
-    return convert("hotpotqa", str(shared_data() / "hotpotqa" / "hotpotqa_train.json"),
-                   limit=limit, passage_words=passage_words).records
+    recs = convert("hotpotqa", str(shared_data() / "hotpotqa" / "hotpotqa_train.json"),
+                   limit=limit).records
+    return [s.model_copy(update={"passages": cut_words(list(s.passages), words)}) for s in recs]
 
 
 def write_jsonl(path: Path, samples: list[Sample]) -> None:
@@ -269,9 +272,9 @@ def main() -> int:
     ap.add_argument("--part", choices=["throughput", "scale", "all"], default="all")
     ap.add_argument("--generator", default="smollm2-135m-instruct")
     ap.add_argument("--n", type=int, default=20)
-    ap.add_argument("--masks", type=int, default=8)
+    ap.add_argument("--masks", type=int, default=4)
     ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--passage-words", type=int, default=30)
+    ap.add_argument("--passage-words", type=int, default=20)
     ap.add_argument("--granularity-samples", type=int, default=3)
     ap.add_argument("--scale-n", type=int, default=10_000)
     ap.add_argument("--scale-masks", type=int, default=4)
