@@ -172,7 +172,7 @@ def build_dataset(cfg: Config, rows: list[dict[str, str]]) -> ray.data.Dataset:
         )
         return ds.map_batches(fit_batch, fn_kwargs={"cfg_json": cfg_json}, batch_size=None,
                               batch_format="pyarrow", num_cpus=FIT_NUM_CPUS,
-                              concurrency=max(1, a.num_actors_max),
+                              compute=ray.data.TaskPoolStrategy(size=max(1, a.num_actors_max)),
                               max_retries=a.max_task_retries)
 
 
