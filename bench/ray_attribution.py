@@ -180,7 +180,9 @@ def part_throughput(args) -> dict:
                "score_s_sum": m["timings"]["score_s_sum"],
                "actor_busy_fraction": m["timings"]["score_s_sum"] / (2 * pipe)}
     per_core = (ray_res["samples_per_s"] / 2) / engine_res["samples_per_s"]
-    steady = len(samples) / max(1e-9, pipe - ray_res["first_result_s"]) / 2
+    # after the first committed block (one block = ray_batch_size samples): actor startup and
+    # model loading excluded, the rest of the run compared per core
+    steady = (len(samples) - args.batch) / max(1e-9, pipe - ray_res["first_result_s"]) / 2
     return {"generator": cfg.models.generator, "n_samples": len(samples), "n_masks": a.n_masks,
             "passage_words": args.passage_words, "ray_batch_size": args.batch,
             "engine_1thread": engine_res, "ray_2actors": ray_res,
@@ -226,9 +228,12 @@ def synthetic_samples(n: int, k: int, words: int, seed: int = 0) -> list[Sample]
 
 
 def part_scale(args) -> dict:
+    import psutil
     import ray
 
     from scarlet_ray.distributed.cluster import connect
+
+    rss_before = psutil.Process().memory_info().rss  # imports done, nothing read yet
 
     with tempfile.TemporaryDirectory() as tmp:
         model = tiny_model(Path(tmp) / "tiny")
@@ -259,6 +264,7 @@ def part_scale(args) -> dict:
             "ray_overhead_s_per_sample": (2 * pipe - m["timings"]["score_s_sum"]) / n,
             "tokens": m["counts"]["tokens_forwarded"],
             "tokens_per_s": m["throughput"]["tokens_per_s"],
+            "driver_rss_before_mb": rss_before / 2**20,
             "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "driver_peak_rss_sampled_mb": r["peak_driver_rss_sampled"] / 2**20,
             "object_store_peak_mb": r["peak_store_bytes"] / 2**20,
@@ -283,8 +289,10 @@ def main() -> int:
     ap.add_argument("--scale-batch", type=int, default=16)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "ray_attribution.json"))
     args = ap.parse_args()
-    res: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()},
-                 "args": vars(args)}
+    out = Path(args.out)
+    res: dict = json.loads(out.read_text()) if out.exists() else {}  # keep the other part
+    res["machine"] = {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
+    res["args"] = vars(args)
     if args.part in ("throughput", "all"):
         res["throughput"] = part_throughput(args)
         t = res["throughput"]
@@ -305,7 +313,6 @@ def main() -> int:
         print_table(f"Scale rehearsal: {s['n_samples']:,} samples, tiny model, Ray runner", [
             (k, v) for k, v in s.items() if not isinstance(v, str)], ("", "value"))
     res["machine"]["load_avg_at_end"] = os.getloadavg()
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=str))
     print(f"wrote {out}")
