@@ -30,6 +30,9 @@ class DataConfig(_Section):
     corpus: list[str] = Field(default_factory=list)
     corpus_formats: list[str] = Field(default_factory=list)
     passage_words: int = Field(default=100, ge=10)
+    # beyond the paper: also attribute the seed questions on their shared contexts, so a laptop
+    # run has labelled data even where a small synthesizer writes few usable samples
+    attribute_seeds: bool = True
 
 
 class ModelsConfig(_Section):
@@ -109,6 +112,7 @@ class SynthesisConfig(_Section):
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
     seed: int = 0
     prefill: bool = False
+    max_contexts: int | None = Field(default=None, ge=1)
 
 
 class AttributionConfig(_Section):
@@ -200,6 +204,11 @@ class EvaluationConfig(_Section):
     rag_batch_size: int = Field(default=8, ge=1)
     rag_conditions: list[Literal["retrieved", "none", "gold"]] = Field(
         default_factory=lambda: ["retrieved", "none", "gold"], min_length=1)
+    # `scarlet run`: a held-out slice of the seed file (questions the training never saw) is
+    # turned into a BEIR set + RAG samples; offset None means right after data.seed_limit
+    heldout_size: int = Field(default=30, ge=0)
+    heldout_offset: int | None = Field(default=None, ge=0)
+    train_gold: bool = True
 
 
 class RayConfig(_Section):

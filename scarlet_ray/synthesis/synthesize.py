@@ -217,6 +217,8 @@ def run_synthesis(cfg: Config, contexts: str | Path, out_dir: str | Path,
     report = read_jsonl(contexts, Sample, on_error="quarantine", errors_path=errors_p,
                         require_passages=True)
     ctxs = report.records
+    if cfg.synthesis.max_contexts is not None:
+        ctxs = ctxs[: cfg.synthesis.max_contexts]
     ids = [pair_id(c.id, t.name) for c in ctxs for t in tasks]
     dup = [k for k, n in Counter(ids).items() if n > 1]
     if dup:
