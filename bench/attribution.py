@@ -49,6 +49,8 @@ def main() -> None:
                     help="run the (slow) naive reference on only the first K samples")
     ap.add_argument("--masks", type=int, default=64)
     ap.add_argument("--target", default="logprob_sum")
+    ap.add_argument("--contextcite-samples", type=int, default=0,
+                    help="also run ContextCite 0.0.4 (same model, same ablation count) on K")
     ap.add_argument("--generator", default="smollm2-135m-instruct")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hotpotqa" /
                                           "hotpotqa_train.json"))
@@ -100,6 +102,24 @@ def main() -> None:
     v_bf = None
     if g16 is not None:
         results["fast_bf16"], v_bf = run("fast_bf16", g16, fast, len(samples))
+
+    if args.contextcite_samples:
+        import sys
+
+        sys.path.insert(0, str(ROOT / "bench"))
+        from contextcite_peer import contextcite_utilities
+
+        gcc = g16 or g32
+        kc = min(args.contextcite_samples, len(samples))
+        t_cc = tok_cc = 0.0
+        for s in samples[:kc]:
+            _, info = contextcite_utilities(gcc, s, args.masks)
+            t_cc += info["seconds"]
+            tok_cc += info["tokens"]
+        results["contextcite_" + ("bf16" if g16 else "fp32")] = {
+            "name": "contextcite_" + ("bf16" if g16 else "fp32"), "seconds": t_cc,
+            "samples": kc, "tokens_forwarded": int(tok_cc), "tokens_padded": None,
+            "tokens_equivalent": int(tok_cc), "forwards": None}
 
     # exactness on the samples both ran
     diffs, spear = [], []
