@@ -274,10 +274,13 @@ def test_driver_sigkill_then_rerun_completes_only_missing(head, tiny_llama, samp
     assert 2 <= len(done_before) < len(samples)
     assert read_manifest(out)["status"] == "running"  # the killed run never finished
 
-    res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # the rerun starts its own local cluster (the laptop path: no address anywhere)
+    rerun = _cli(tiny_llama, None, inp, out,
+                 **{"attribution.ray_batch_size": 1, "attribution.n_masks": 32})
+    res = subprocess.run(rerun, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     m = read_manifest(out)
-    assert m["status"] == "complete"
+    assert m["status"] == "complete" and m["cluster"]["started_here"] is True
     assert m["counts"]["already_done"] == len(done_before)
     assert m["counts"]["to_score"] == len(samples) - len(done_before)
     assert m["counts"]["attributed"] == len(samples) - len(done_before)
