@@ -274,10 +274,13 @@ def test_driver_sigkill_then_rerun_completes_only_missing(head, tiny_llama, samp
     assert 2 <= len(done_before) < len(samples)
     assert read_manifest(out)["status"] == "running"  # the killed run never finished
 
-    res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # the rerun starts its own local cluster (the laptop path: no address anywhere)
+    rerun = _cli(tiny_llama, None, inp, out,
+                 **{"attribution.ray_batch_size": 1, "attribution.n_masks": 32})
+    res = subprocess.run(rerun, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     m = read_manifest(out)
-    assert m["status"] == "complete"
+    assert m["status"] == "complete" and m["cluster"]["started_here"] is True
     assert m["counts"]["already_done"] == len(done_before)
     assert m["counts"]["to_score"] == len(samples) - len(done_before)
     assert m["counts"]["attributed"] == len(samples) - len(done_before)
@@ -290,10 +293,16 @@ def test_ray_job_submit_with_runtime_env(head, tiny_llama, samples, tmp_path):
     out = tmp_path / "out"
     renv = yaml.safe_load((ROOT / "jobs" / "runtime_env.yaml").read_text())
     renv.pop("working_dir", None)  # given on the command line, as documented
-    # this machine's settings, not the cluster image's
+    # this machine's settings, not the cluster image's (paths like /home/ray/.cache)
+    from scarlet_ray.models.registry import cache_root
+
+    env_here = _env()
     renv.setdefault("env_vars", {}).update(
-        {k: v for k, v in _env().items() if k in ("SCARLET_CACHE", "HF_HUB_OFFLINE",
-                                                    "TRANSFORMERS_OFFLINE", "RAY_AUTH_MODE")})
+        {k: v for k, v in env_here.items() if k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+                                                     "RAY_AUTH_MODE")})
+    renv["env_vars"]["SCARLET_CACHE"] = str(cache_root())
+    renv["env_vars"]["HF_HOME"] = env_here.get(
+        "HF_HOME", str(Path.home() / ".cache" / "huggingface"))
     renv_path = tmp_path / "runtime_env.yaml"
     renv_path.write_text(yaml.safe_dump(renv))
     sid = f"scarlet-test-{os.getpid()}-{int(time.time())}"

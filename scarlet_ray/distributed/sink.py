@@ -34,8 +34,8 @@ from scarlet_ray.records import (
 )
 
 
-class OutputBusy(RuntimeError):
-    """Another driver holds the output directory."""
+class OutputBusy(ValueError):
+    """Another driver holds the output directory (the CLI reports it in one line, exit 2)."""
 
 
 def part_name(ids: Iterable[str]) -> str:
