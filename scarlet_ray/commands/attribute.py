@@ -49,7 +49,6 @@ def recorded_errors(errors_path: Path) -> tuple[set[str], set[str]]:
 
 
 def main(cfg: Config, args: argparse.Namespace) -> int:
-    input_path, out = Path(args.input), Path(args.output)
     if cfg.attribution.runner == "ray":
         try:
             from scarlet_ray.distributed.attribute import run_attribution
@@ -58,8 +57,9 @@ def main(cfg: Config, args: argparse.Namespace) -> int:
 
             raise UsageError(f"attribution.runner=ray: the ray runner is not available ({exc})"
                              ) from None
-        return int(run_attribution(cfg, str(input_path), str(out)) or 0)
-    return run_local(cfg, input_path, out)
+        # the input may be a cloud URI (s3://...): pass it on untouched, not through Path
+        return int(run_attribution(cfg, str(args.input), str(args.output)) or 0)
+    return run_local(cfg, Path(args.input), Path(args.output))
 
 
 def run_local(cfg: Config, input_path: Path, out: Path) -> int:
