@@ -102,6 +102,14 @@ def st_trainer(rows: list[dict[str, str]], a: argparse.Namespace) -> list[float]
     return times
 
 
+def finish(r: dict, batch: int) -> None:
+    """Pooled median, and the best repeat's median (the least disturbed by other load)."""
+    r["median_step_s"] = statistics.median(r["kept_s"])
+    r["examples_per_s"] = batch / r["median_step_s"]
+    r["best_repeat_step_s"] = min(r["median_step_s_per_repeat"])
+    r["examples_per_s_best_repeat"] = batch / r["best_repeat_step_s"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=os.environ.get("SCARLET_SHARED_DATA")
@@ -140,9 +148,9 @@ def main() -> int:
                 r["median_step_s_per_repeat"].append(statistics.median(steps[a.warmup:]))
                 r["wall_s"] += time.perf_counter() - t0
         for r in results.values():
-            r["median_step_s"] = statistics.median(r["kept_s"])
-            r["examples_per_s"] = a.batch / r["median_step_s"]
+            finish(r, a.batch)
     ref = results["sentence-transformers Trainer + MNRL"]["examples_per_s"]
+    ref_best = results["sentence-transformers Trainer + MNRL"]["examples_per_s_best_repeat"]
     out = {"model": "all-minilm-l6-v2", "batch": a.batch, "max_seq_len": a.max_len,
            "steps": a.steps, "warmup_steps_excluded": a.warmup, "threads": a.threads,
            "repeats": a.repeat,
@@ -153,9 +161,11 @@ def main() -> int:
     dest.write_text(json.dumps(out, indent=2))
     print_table(f"training throughput, MiniLM, batch {a.batch}, len {a.max_len}, "
                 f"{a.threads} threads", [
-                    (k, v["examples_per_s"], v["median_step_s"], v["examples_per_s"] / ref)
+                    (k, v["examples_per_s"], v["examples_per_s"] / ref,
+                     v["examples_per_s_best_repeat"], v["examples_per_s_best_repeat"] / ref_best)
                     for k, v in results.items()],
-                headers=("trainer", "examples/s", "median step s", "vs ST"))
+                headers=("trainer", "examples/s (pooled)", "vs ST", "examples/s (best repeat)",
+                         "vs ST"))
     return 0
 
 
