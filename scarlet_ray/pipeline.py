@@ -274,41 +274,47 @@ def run_pipeline(cfg: Config, run_dir: str | Path) -> int:
     if cfg.evaluation.train_gold:
         models["gold"] = str(p.gold_model_dir)
 
-    steps: list[tuple[str, str, Path, Callable[[], int | None]]] = [
-        ("inputs", "", p.seeds.parent, lambda: _prepare_inputs(p)),
-        ("models", "", p.run_dir / "models", lambda: _prepare_models(p)),
-        ("context", "context", p.contexts.parent, lambda: p.command(
-            "context", seeds=str(p.seeds), corpus=[str(p.corpus)],
-            output=str(p.contexts.parent))),
-        ("synthesize", "synthesize", p.synthesized.parent, lambda: p.command(
-            "synthesize", contexts=str(p.contexts), output=str(p.synthesized.parent))),
-        ("samples", "attribute", p.samples.parent, lambda: _assemble_samples(p)),
-        ("attribute", "attribute", p.attributions.parent, lambda: p.command(
-            "attribute", input=str(p.samples), output=str(p.attributions.parent))),
-        ("label", "label", p.train_file.parent, lambda: p.command(
-            "label", attributions=str(p.attributions), samples=str(p.samples),
-            output=str(p.train_file.parent))),
-        ("train", "train", p.model_dir, lambda: p.command(
-            "train", train=str(p.train_file), output=str(p.model_dir))),
+    # (name, config.stages key, output dir, action, names of the steps it needs)
+    Step = tuple[str, str, Path, Callable[[], int | None], tuple[str, ...]]
+    steps: list[Step] = [
+        ("inputs", "", p.seeds.parent, lambda: _prepare_inputs(p), ()),
+        ("models", "", p.run_dir / "models", lambda: _prepare_models(p), ()),
+        ("context", "context", p.contexts.parent, _bind(
+            p, "context", seeds=str(p.seeds), corpus=[str(p.corpus)],
+            output=str(p.contexts.parent)), ("inputs", "models")),
+        ("synthesize", "synthesize", p.synthesized.parent, _bind(
+            p, "synthesize", contexts=str(p.contexts), output=str(p.synthesized.parent)),
+         ("context",)),
+        ("samples", "attribute", p.samples.parent, lambda: _assemble_samples(p), ("context",)),
+        ("attribute", "attribute", p.attributions.parent, _bind(
+            p, "attribute", input=str(p.samples), output=str(p.attributions.parent)),
+         ("samples",)),
+        ("label", "label", p.train_file.parent, _bind(
+            p, "label", attributions=str(p.attributions), samples=str(p.samples),
+            output=str(p.train_file.parent)), ("attribute",)),
+        ("train", "train", p.model_dir, _bind(
+            p, "train", train=str(p.train_file), output=str(p.model_dir)), ("label",)),
+        ("evaluate attribution", "evaluate", ev / "attribution", _bind(
+            p, "evaluate_attribution", attributions=str(p.attributions), samples=str(p.samples),
+            output=str(ev / "attribution")), ("attribute",)),
     ]
     if cfg.evaluation.train_gold:
         steps += [
-            ("labels (gold)", "train", p.run_dir / "labels_gold", lambda: _gold_training(p)),
-            ("train (gold)", "train", p.gold_model_dir, lambda: p.command(
-                "train", train=str(p.run_dir / "labels_gold" / "train.jsonl"),
-                output=str(p.gold_model_dir))),
+            ("labels (gold)", "train", p.run_dir / "labels_gold", lambda: _gold_training(p),
+             ("samples",)),
+            ("train (gold)", "train", p.gold_model_dir, _bind(
+                p, "train", train=str(p.run_dir / "labels_gold" / "train.jsonl"),
+                output=str(p.gold_model_dir)), ("labels (gold)",)),
         ]
-    steps += [
-        ("evaluate attribution", "evaluate", ev / "attribution", lambda: p.command(
-            "evaluate_attribution", attributions=str(p.attributions), samples=str(p.samples),
-            output=str(ev / "attribution"))),
-    ]
+    trained_by = {"base": "models", "trained": "train", "gold": "train (gold)"}
     if cfg.evaluation.heldout_size:
-        steps.append(("held-out set", "evaluate", p.heldout_beir.parent, lambda: _heldout(p)))
+        steps.append(("held-out set", "evaluate", p.heldout_beir.parent, lambda: _heldout(p),
+                      ("inputs",)))
         for variant, model in models.items():
             steps.append((f"retrieval ({variant})", "evaluate", ev / f"retrieval_{variant}",
                           _bind(p, "evaluate_retrieval", model=model, beir=str(p.heldout_beir),
-                                split="test", output=str(ev / f"retrieval_{variant}"))))
+                                split="test", output=str(ev / f"retrieval_{variant}")),
+                          ("held-out set", trained_by[variant])))
         # the floor (no retrieval) and ceiling (gold passages) don't depend on the retriever:
         # generate them once, with the base model's run
         only_retrieved = cfg.model_copy(deep=True)
@@ -317,22 +323,27 @@ def run_pipeline(cfg: Config, run_dir: str | Path) -> int:
             steps.append((f"rag ({variant})", "evaluate", ev / f"rag_{variant}",
                           _bind(p, "evaluate_rag", cfg=None if variant == "base" else
                                 only_retrieved, model=model, samples=str(p.heldout_samples),
-                                corpus=str(p.heldout_corpus), output=str(ev / f"rag_{variant}"))))
+                                corpus=str(p.heldout_corpus), output=str(ev / f"rag_{variant}")),
+                          ("held-out set", trained_by[variant])))
     if cfg.evaluation.beir:
         for variant, model in models.items():
             steps.append((f"beir ({variant})", "evaluate", ev / f"beir_{variant}",
                           _bind(p, "evaluate_retrieval", model=model, beir=cfg.evaluation.beir,
-                                split=cfg.evaluation.split, output=str(ev / f"beir_{variant}"))))
+                                split=cfg.evaluation.split, output=str(ev / f"beir_{variant}")),
+                          (trained_by[variant],)))
 
-    ok = True
-    for name, stage_key, out_dir, fn in steps:
-        if not ok:
-            p.results.append(StageResult(name, "not run", 0.0, "an earlier stage did not finish"))
-            continue
+    finished: set[str] = set()
+    for name, stage_key, out_dir, fn, deps in steps:
         if stage_key and stage_key not in wanted:
             p.results.append(StageResult(name, "skipped", 0.0, "not in config.stages"))
+            finished.add(name)
             continue
-        ok = p.stage(name, out_dir, fn)
+        missing = [d for d in deps if d not in finished]
+        if missing:
+            p.results.append(StageResult(name, "not run", 0.0, f"needs {', '.join(missing)}"))
+            continue
+        if p.stage(name, out_dir, fn):
+            finished.add(name)
     if "evaluate" in wanted:
         p.stage("report", p.run_dir / "report", lambda: _report(p))
     print_table(f"scarlet run: {p.run_dir}",

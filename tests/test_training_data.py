@@ -98,3 +98,14 @@ def test_sharding_partitions_the_global_batch(n, world, accum, epoch, seed):
         for mb in parts:
             for j, i in enumerate(mb.indices):
                 assert mb.docs[3 * j : 3 * j + 3] == by_idx[i]
+
+
+def test_warmup_steps_never_zero_for_deepspeed():
+    from scarlet_ray.config import TrainingConfig
+    from scarlet_ray.training.loop import warmup_steps
+
+    tc = TrainingConfig(warmup_ratio=0.1)
+    assert warmup_steps(tc, 1) == 1  # DeepSpeed's WarmupLR rejects 0
+    assert warmup_steps(tc, 5) == 1
+    assert warmup_steps(tc, 100) == 10
+    assert warmup_steps(TrainingConfig(warmup_ratio=1.0), 10) == 9

@@ -125,7 +125,8 @@ def resolve_precision(tc: TrainingConfig, device: torch.device) -> str:
 
 
 def warmup_steps(tc: TrainingConfig, total_steps: int) -> int:
-    return min(max(0, math.ceil(tc.warmup_ratio * total_steps)), max(total_steps - 1, 0))
+    # DeepSpeed refuses 0 warmup steps; with one step in all, that step warms up
+    return max(1, min(math.ceil(tc.warmup_ratio * total_steps), total_steps - 1))
 
 
 def deepspeed_config(tc: TrainingConfig, *, world_size: int, total_steps: int,
