@@ -142,3 +142,25 @@ def test_bench_smoke_on_cpu():
     assert r["matmul_peak_tflops"] > 0
     assert r["mfu"] == pytest.approx(2 * r["params"] * r["tokens_per_s"]
                                      / (r["matmul_peak_tflops"] * 1e12))
+
+
+def test_arch_n_params_matches_llama3_8b():
+    from transformers import LlamaConfig
+
+    from scarlet_ray.models.gpu import ArchSpec
+
+    cfg = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                      num_attention_heads=32, num_key_value_heads=8, vocab_size=128256)
+    # Meta-Llama-3-8B has 8,030,261,248 parameters (untied embeddings and head)
+    assert ArchSpec.from_config(cfg).n_params == 8_030_261_248 - 32 * 2 * 4096 - 4096
+
+
+def test_engine_keeps_configured_batch_on_cpu(tiny_llama):
+    from scarlet_ray.attribution.engine import AttributionEngine
+    from scarlet_ray.config import load_config
+    from scarlet_ray.models.generator import load_generator
+
+    cfg = load_config(None, ["attribution.max_batch_tokens=1024"])
+    eng = AttributionEngine(load_generator(str(tiny_llama), dtype="float32"), cfg.attribution,
+                            cfg.labels)
+    assert eng.max_batch_tokens == 1024

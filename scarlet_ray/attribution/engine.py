@@ -81,6 +81,18 @@ class AttributionEngine:
         self.generator_name = generator_name or (generator.name if generator else "unknown")
         self.last_stats = ScoreStats()
         self.last_note = ""
+        self.max_batch_tokens = self._batch_tokens()
+
+    def _batch_tokens(self) -> int:
+        """On CUDA, cap ``max_batch_tokens`` by what the GPU's free memory holds (so an 8B
+        model on a 24 GB card does not OOM where an 80 GB card takes the configured size)."""
+        gen = self.generator
+        if gen is None or gen.device.type != "cuda":
+            return self.cfg.max_batch_tokens
+        from scarlet_ray.models.gpu import scoring_batch_tokens
+
+        return scoring_batch_tokens(gen.model.config, gen.dtype, gen.device,
+                                    logits_fraction=0.1, max_tokens=self.cfg.max_batch_tokens)
 
     # -- generator part
     def prepare(self, sample: Sample) -> PreparedSample:
@@ -105,7 +117,7 @@ class AttributionEngine:
             raise ValueError(f"only {len(masks)} distinct mask(s) possible; need at least 2")
         stats = ScoreStats()
         scores = score_masks(self.generator, prep, masks, self.cfg.target,
-                             max_batch_tokens=self.cfg.max_batch_tokens,
+                             max_batch_tokens=self.max_batch_tokens,
                              prefix_cache=self.cfg.prefix_cache, stats=stats)
         assert_finite(scores, f"sample {sample.id}")
         self.last_stats = stats

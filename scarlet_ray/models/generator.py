@@ -146,8 +146,21 @@ def load_generator(ref: str, dtype: str = "auto", device: str = "auto",
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     elif dev.type == "cuda":
-        kwargs["attn_implementation"] = "sdpa"
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(dev).eval()
+        from scarlet_ray.models.gpu import attn_implementation_for
+
+        kwargs["attn_implementation"] = attn_implementation_for(dev, torch_dtype)
+    if dev.type == "cuda":
+        # one generator per GPU: load straight onto it (no CPU copy of 16 GB of weights);
+        # a model too big for one GPU is spread with device_map="auto"
+        from transformers import AutoConfig
+
+        from scarlet_ray.models.gpu import ArchSpec, device_map_for
+
+        n_params = ArchSpec.from_config(AutoConfig.from_pretrained(path)).n_params
+        kwargs["device_map"] = device_map_for(n_params, torch_dtype, dev)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs).eval()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs).to(dev).eval()
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token

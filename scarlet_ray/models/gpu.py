@@ -51,6 +51,13 @@ class ArchSpec:
                    intermediate=int(get("intermediate_size", None) or 4 * hidden),
                    vocab=int(get("vocab_size")))
 
+    @property
+    def n_params(self) -> int:
+        """Parameter count of a LLaMA-style decoder (gated MLP, untied head: an upper bound)."""
+        attn = self.hidden * self.head_dim * (2 * self.heads + 2 * self.kv_heads)
+        mlp = 3 * self.hidden * self.intermediate
+        return self.layers * (attn + mlp) + 2 * self.vocab * self.hidden
+
 
 def bytes_per_token(arch: ArchSpec, dtype: torch.dtype | str, *,
                     logits_fraction: float = 1.0) -> int:
