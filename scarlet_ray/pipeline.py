@@ -130,7 +130,7 @@ class NotBuilt(RuntimeError):
 def _prepare_inputs(p: Pipeline) -> int:
     """Convert the configured seeds and corpora into our JSONL formats."""
     from scarlet_ray.datasets import FORMATS, convert
-    from scarlet_ray.records import append_errors, write_jsonl
+    from scarlet_ray.records import CorpusPassage, append_errors, read_jsonl, write_jsonl
 
     d = p.cfg.data
     if not d.seeds:
@@ -145,12 +145,20 @@ def _prepare_inputs(p: Pipeline) -> int:
     passages: dict[str, Any] = {}
     skipped = 0
     for i, path in enumerate(d.corpus):
-        fmt = d.corpus_formats[i] if d.corpus_formats else "flashrag-corpus"
-        if FORMATS[fmt].kind != "corpus":
-            raise ValueError(f"data.corpus_formats.{i}: {fmt} is not a corpus format")
-        c = convert(fmt, path, passage_words=d.passage_words)
-        skipped += len(c.skipped)
-        for rec in c.records:
+        # no format: our own corpus JSONL (id, title, text)
+        fmt = d.corpus_formats[i] if d.corpus_formats else "jsonl"
+        if fmt == "jsonl":
+            rep = read_jsonl(path, CorpusPassage, on_error="quarantine",
+                             errors_path=p.corpus.parent / "errors.jsonl")
+            records, n_bad = rep.records, len(rep.errors)
+        elif fmt in FORMATS and FORMATS[fmt].kind == "corpus":
+            c = convert(fmt, path, passage_words=d.passage_words)
+            records, n_bad = c.records, len(c.skipped)
+        else:
+            raise ValueError(f"data.corpus_formats.{i}: {fmt!r} is not a corpus format "
+                             f"(jsonl or one of {sorted(k for k, v in FORMATS.items() if v.kind == 'corpus')})")
+        skipped += n_bad
+        for rec in records:
             passages.setdefault(rec.id, rec)
     write_jsonl(p.corpus, passages.values())
     write_manifest(seeds_dir, "seeds", config=p.cfg.dump(),
