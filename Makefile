@@ -27,6 +27,14 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# benchmarks: the extras they compare against (ContextCite's pins clash with ours: --no-deps)
+bench: venv
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/pip install -q --no-deps context-cite==0.0.4
+	$(BIN)/python bench/attribution.py
+	$(BIN)/python bench/ray_attribution.py
+	$(BIN)/python bench/training.py
+
 lint: venv
 	$(BIN)/ruff check scarlet_ray tests bench
 
