@@ -174,19 +174,25 @@ def iter_jsonl_objects(path: str | Path) -> Iterator[tuple[int, Any | RecordErro
     except OSError as exc:
         raise RecordError(str(p), "(file)", exc.strerror or str(exc)) from None
     with fh:
-        for lineno, raw in enumerate(fh, start=1):
-            src = f"{p}:{lineno}"
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield lineno, RecordError(src, "(line)", f"invalid UTF-8 at byte {exc.start}")
-                continue
-            if not text.strip():
-                continue
-            try:
-                yield lineno, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield lineno, RecordError(src, "(line)", f"invalid JSON: {exc.msg} at column {exc.colno}")
+        yield from iter_jsonl_stream(fh, str(p))
+
+
+def iter_jsonl_stream(fh: Iterable[bytes], label: str) -> Iterator[tuple[int, Any | RecordError]]:
+    """The same over any binary line stream (a local file, a pyarrow.fs stream of a URI)."""
+    for lineno, raw in enumerate(fh, start=1):
+        src = f"{label}:{lineno}"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield lineno, RecordError(src, "(line)", f"invalid UTF-8 at byte {exc.start}")
+            continue
+        if not text.strip():
+            continue
+        try:
+            yield lineno, json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield lineno, RecordError(src, "(line)",
+                                      f"invalid JSON: {exc.msg} at column {exc.colno}")
 
 
 def read_jsonl(

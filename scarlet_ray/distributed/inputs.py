@@ -10,14 +10,13 @@ in the actor.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow.fs as pafs
 
-from scarlet_ray.records import RecordError, Sample, validate_record
+from scarlet_ray.records import RecordError, Sample, iter_jsonl_stream, validate_record
 
 # Optional Sample fields a Parquet writer may have stored as null.
 _NULLABLE = ("instruction", "answers", "gold_passage_ids", "meta")
@@ -83,20 +82,9 @@ def _iter_jsonl(fs: pafs.FileSystem, path: str, label: str) -> Iterator[tuple[st
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(label)
     with fs.open_input_stream(path, compression="detect") as raw:
-        for lineno, line in enumerate(io.BufferedReader(raw), start=1):  # type: ignore[arg-type]
-            src = f"{label}:{lineno}"
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield src, RecordError(src, "(line)", f"invalid UTF-8 at byte {exc.start}")
-                continue
-            if not text.strip():
-                continue
-            try:
-                yield src, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield src, RecordError(src, "(line)",
-                                       f"invalid JSON: {exc.msg} at column {exc.colno}")
+        stream = io.BufferedReader(raw)  # type: ignore[arg-type]
+        for lineno, obj in iter_jsonl_stream(stream, label):
+            yield f"{label}:{lineno}", obj
 
 
 def is_parquet(uri: str) -> bool:
