@@ -20,20 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scarlet_ray.config import Config
-
-
-def connect(cfg: Config) -> None:
-    """RAY_ADDRESS (or ``ray.address``) when set, else a local cluster."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = os.environ.get("RAY_ADDRESS") or cfg.ray.address
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(num_cpus=cfg.ray.num_cpus, object_store_memory=cfg.ray.object_store_memory,
-                 include_dashboard=False)
+from scarlet_ray.distributed.cluster import connect, shutdown
 
 
 class RaySession:
@@ -93,15 +80,25 @@ def run_name_for(cfg: Config) -> str:
 def run_training(cfg: Config, train_path: str | Path, output: str | Path, *,
                  model: str | None = None, fault: dict[str, Any] | None = None) -> TrainResult:
     """Train with ``cfg.training`` on Ray and export a sentence-transformers folder to ``output``."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
 
     tc = cfg.training
     out = Path(output).resolve()
     out.mkdir(parents=True, exist_ok=True)
     storage = tc.storage_path or str(out / "ray_results")
     name = run_name_for(cfg)
-    connect(cfg)
+    info = connect(cfg.ray)
+    try:
+        return _fit(cfg, train_path, out, storage, name, model, fault)
+    finally:
+        shutdown(info)  # only a cluster this call started; never a shared one
+
+
+def _fit(cfg: Config, train_path: str | Path, out: Path, storage: str, name: str,
+         model: str | None, fault: dict[str, Any] | None) -> TrainResult:
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    tc = cfg.training
     loop_config: dict[str, Any] = {
         "training": tc.model_dump(mode="json"),
         "model": model or cfg.models.retriever,
