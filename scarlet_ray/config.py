@@ -130,6 +130,11 @@ class AttributionConfig(_Section):
     cv_folds: int = Field(default=5, ge=2)
     max_batch_tokens: int = Field(default=16384, ge=256)
     prefix_cache: bool = True
+    # KV reuse across a sample's masks: "trie" (token radix tree, CPU default) or "prefix"
+    # (batched masks over one cached common prefix, GPU default); see attribution/scoring.py
+    kv_sharing: Literal["auto", "trie", "prefix"] = "auto"
+    # parallel walks of the tree on CPU, one intra-op thread each; null = torch's thread count
+    cpu_walkers: int | None = Field(default=None, ge=1)
     max_context_tokens: int | None = Field(default=None, ge=64)
     passage_words: int | None = Field(default=None, ge=10)
     seed: int = 0

@@ -8,10 +8,12 @@ import pytest
 from scarlet_ray.attribution.engine import AttributionEngine, ScoredSample
 from scarlet_ray.attribution.masks import make_masks
 from scarlet_ray.attribution.scoring import (
+    TARGETS,
     ScoreStats,
     naive_scores,
     prepare_sample,
     score_masks,
+    score_masks_multi,
 )
 from scarlet_ray.config import AttributionConfig, LabelsConfig
 from scarlet_ray.models.generator import answer_logprob, load_generator
@@ -34,8 +36,10 @@ def make_sample(n: int = 6, words: int = 30, sid: str = "s1", answer: str = "Par
                   gold_passage_ids=["p1"])
 
 
+@pytest.mark.parametrize("sharing,walkers", [("trie", 1), ("trie", 2), ("trie", 3),
+                                             ("prefix", 1)])
 @pytest.mark.parametrize("target", ["logprob_sum", "logit_sum", "logit_prob"])
-def test_fast_path_equals_naive_reference(tiny_gen, target):
+def test_fast_path_equals_naive_reference(tiny_gen, target, sharing, walkers):
     s = make_sample()
     prep = prepare_sample(tiny_gen, s.instruction, s.passages, s.input, s.output)
     masks = make_masks(len(s.passages), 24, seed=3, sample_id=s.id, include_full=True,
@@ -44,7 +48,8 @@ def test_fast_path_equals_naive_reference(tiny_gen, target):
     ref_stats, fast_stats = ScoreStats(), ScoreStats()
     ref = naive_scores(tiny_gen, prep, masks, target, ref_stats)
     # tiny budget: several buckets, padding, and the prefix cache expanded per batch
-    fast = score_masks(tiny_gen, prep, masks, target, max_batch_tokens=600, stats=fast_stats)
+    fast = score_masks(tiny_gen, prep, masks, target, max_batch_tokens=600, stats=fast_stats,
+                       sharing=sharing, walkers=walkers)
     assert fast.shape == ref.shape
     tol = 1e-3 * max(np.ptp(ref), 1e-6)
     assert np.max(np.abs(fast - ref)) < tol
@@ -52,12 +57,25 @@ def test_fast_path_equals_naive_reference(tiny_gen, target):
     assert fast_stats.n_forwards > 2
     assert fast_stats.n_unique_masks == len(np.unique(masks, axis=0))
     assert fast_stats.n_tokens < ref_stats.n_tokens
+    if sharing == "trie" and walkers == 1:  # the tree shares passages, not only the prefix
+        prefix_only = ScoreStats()
+        score_masks(tiny_gen, prep, masks, target, stats=prefix_only, sharing="prefix")
+        assert fast_stats.n_tokens < 0.8 * prefix_only.n_tokens
     # surrogate utilities agree too
     from scarlet_ray.attribution.surrogate import fit_surrogate
 
     u_ref = fit_surrogate(masks, ref).utility
     u_fast = fit_surrogate(masks, fast).utility
     assert np.max(np.abs(u_ref - u_fast)) < 1e-3 * max(np.ptp(u_ref), 1e-6)
+
+
+def test_all_targets_from_one_pass_equal_single_target_calls(tiny_gen):
+    s = make_sample()
+    prep = prepare_sample(tiny_gen, s.instruction, s.passages, s.input, s.output)
+    masks = make_masks(len(s.passages), 16, seed=1, sample_id=s.id)
+    multi = score_masks_multi(tiny_gen, prep, masks, TARGETS)
+    for t in TARGETS:
+        np.testing.assert_allclose(multi[t], score_masks(tiny_gen, prep, masks, t), rtol=1e-6)
 
 
 def test_full_mask_matches_generator_reference(tiny_gen):

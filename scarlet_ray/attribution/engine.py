@@ -118,7 +118,9 @@ class AttributionEngine:
         stats = ScoreStats()
         scores = score_masks(self.generator, prep, masks, self.cfg.target,
                              max_batch_tokens=self.max_batch_tokens,
-                             prefix_cache=self.cfg.prefix_cache, stats=stats)
+                             prefix_cache=self.cfg.prefix_cache,
+                             sharing=self.cfg.kv_sharing,
+                             walkers=self.cfg.cpu_walkers, stats=stats)
         assert_finite(scores, f"sample {sample.id}")
         self.last_stats = stats
         self.last_note = prep.truncation_note

@@ -4,11 +4,14 @@ Two scorers that must agree:
 
 * ``naive_scores``: the obvious loop, one forward per mask over prompt + answer with
   full-vocabulary logits at every position. It is the reference the fast path is tested against.
-* ``score_masks``: the fast path. Duplicate masks are scored once; the token prefix shared by
-  every masked prompt (system prompt, instruction, "Passages:" header) is run once and its KV
-  cache is expanded over each batch; a sample's masks are batched, bucketed by length under a
-  token budget; the LM head runs only at the answer positions (hidden states -> lm_head on the
-  gathered rows), so the vocabulary projection costs answer tokens, not context tokens.
+* ``score_masks``: the fast path. Duplicate masks are scored once; the LM head runs only at the
+  answer positions (hidden states -> lm_head on the gathered rows), so the vocabulary
+  projection costs answer tokens, not context tokens. KV reuse, two ways:
+  - ``trie`` (CPU default): a radix tree over the masked prompts' token ids; every shared run
+    of tokens (the instruction, and passages 1..i for masks that agree on them) is forwarded
+    once, down one KV cache that is cropped on the way back up (``attribution/trie.py``).
+  - ``prefix`` (GPU default): the prefix common to every masked prompt is run once and its KV
+    cache expanded over each batch; a sample's masks are batched, bucketed by length.
 
 The shared prefix is the longest common prefix of the *token ids* of every masked prompt, so the
 fast path forwards exactly the tokens the reference forwards (no re-tokenisation at a boundary).
@@ -25,12 +28,14 @@ import numpy as np
 import torch
 
 from scarlet_ray.attribution.masks import unique_rows
+from scarlet_ray.attribution.trie import trie_hidden_rows
 from scarlet_ray.models.generator import Generator
 from scarlet_ray.records import Passage
 
 log = logging.getLogger(__name__)
 
 TARGETS = ("logprob_sum", "logit_sum", "logit_prob")
+SHARING = ("auto", "trie", "prefix")
 MIN_SHARED_PREFIX = 8  # below this the cache copies cost more than they save
 MIN_SHORTENED_WORDS = 10  # a passage cut shorter than this is dropped instead
 
@@ -55,6 +60,7 @@ class ScoreStats:
     n_padded_tokens: int = 0  # including right-padding inside batches
     n_equiv_tokens: int = 0  # tokens the naive reference would forward for the same masks
     n_forwards: int = 0
+    n_logit_rows: int = 0  # rows that went through the LM head (vocabulary projection)
     n_unique_masks: int = 0
     prefix_len: int = 0
 
@@ -179,6 +185,7 @@ def naive_scores(gen: Generator, prep: PreparedSample, masks: np.ndarray,
             stats.n_tokens += ids.shape[1]
             stats.n_padded_tokens += ids.shape[1]
             stats.n_equiv_tokens += ids.shape[1]
+            stats.n_logit_rows += ids.shape[1]
             stats.n_forwards += 1
     if stats is not None:
         stats.n_unique_masks += len(masks)
@@ -244,46 +251,46 @@ def _buckets(lengths: Sequence[int], max_batch_tokens: int,
     return out
 
 
+def _answer_span(seq_len: int, n_ans: int) -> tuple[int, int]:
+    """Hidden positions whose next-token logits score the answer (the last ``n_ans`` tokens)."""
+    return seq_len - n_ans - 1, seq_len - 1
+
+
+def resolve_sharing(sharing: str, device: torch.device) -> str:
+    """``auto``: the token tree on CPU (one forward per shared edge keeps matmuls large and
+    skips about half the passage tokens); the batched shared-prefix path on GPU, whose
+    throughput comes from large batches rather than fewer tokens."""
+    if sharing not in SHARING:
+        raise ValueError(f"unknown kv sharing {sharing!r}; known: {list(SHARING)}")
+    if sharing == "auto":
+        return "trie" if device.type == "cpu" else "prefix"
+    return sharing
+
+
 @torch.no_grad()
-def score_masks(gen: Generator, prep: PreparedSample, masks: np.ndarray,
-                target: str = "logprob_sum", *, max_batch_tokens: int = 16384,
-                prefix_cache: bool = True, stats: ScoreStats | None = None,
-                max_logit_elems: int = 1 << 25) -> np.ndarray:
-    """Fast path: same values as ``naive_scores`` (up to float rounding), far fewer FLOPs."""
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; known: {list(TARGETS)}")
-    model = gen.model
-    base, head = _base_and_head(model)
+def _rows_batched(model: Any, base: Any, gen: Generator, prompts: list[list[int]],
+                  ans: list[int], max_batch_tokens: int, use_prefix: bool,
+                  st: ScoreStats) -> list[torch.Tensor]:
+    """Answer-position hidden rows: masks batched and bucketed, common prefix cached once."""
     dev = gen.device
-    uniq, inverse = unique_rows(masks)
-    ans = prep.answer_ids
     n_ans = len(ans)
-    prompts = [masked_prompt_ids(gen, prep, m) for m in uniq]
     plen = min(len(p) for p in prompts)
-    L = _lcp(prompts) if (prefix_cache and len(prompts) > 1) else 0
+    L = _lcp(prompts) if (use_prefix and len(prompts) > 1) else 0
     L = min(L, plen - 1)  # the last prompt token is always forwarded with its suffix
     if L < MIN_SHARED_PREFIX:
         L = 0
-    st = stats if stats is not None else ScoreStats()
-    st.n_unique_masks += len(uniq)
     st.prefix_len = L
-    st.n_equiv_tokens += int(sum(len(prompts[j]) + n_ans for j in inverse))
-
     prefix_kv = None
     if L:
         out = base(input_ids=torch.tensor([prompts[0][:L]], device=dev), use_cache=True)
-        cache = out.cache
-        prefix_kv = [(lay.keys, lay.values) for lay in cache.layers]
+        prefix_kv = [(lay.keys, lay.values) for lay in out.cache.layers]
         st.n_tokens += L
         st.n_padded_tokens += L
         st.n_forwards += 1
-
     suffixes = [p[L:] + ans for p in prompts]
     lengths = [len(s) for s in suffixes]
     pad = gen.tokenizer.pad_token_id if gen.tokenizer.pad_token_id is not None else 0
-    ans_t = torch.tensor(ans, device=dev)
-    values = np.empty(len(uniq), dtype=np.float64)
-    vocab = head.weight.shape[0]
+    rows: list[torch.Tensor | None] = [None] * len(prompts)
     for idx in _buckets(lengths, max_batch_tokens):
         B = len(idx)
         S = max(lengths[i] for i in idx)
@@ -295,20 +302,81 @@ def score_masks(gen: Generator, prep: PreparedSample, masks: np.ndarray,
             kwargs["cache"] = _expand_cache(model, prefix_kv, B)
             kwargs["position_ids"] = torch.arange(L, L + S, device=dev).expand(B, S)
         hidden = base(input_ids=ids, use_cache=bool(L), **kwargs).last_hidden_state
-        # hidden at position t predicts token t+1: answer starts at len(suffix) - n_ans
-        starts = torch.tensor([lengths[i] - n_ans - 1 for i in idx], device=dev)
-        pos = starts[:, None] + torch.arange(n_ans, device=dev)[None, :]
-        rows = hidden.gather(1, pos[..., None].expand(B, n_ans, hidden.shape[-1]))
-        chunk = max(1, max_logit_elems // max(1, n_ans * vocab))
-        for c in range(0, B, chunk):
-            logits = _head_logits(model, head, rows[c : c + chunk])
-            tv = target_from_logits(logits, ans_t.expand(logits.shape[0], n_ans), target)
-            for r, v in enumerate(tv.tolist()):
-                values[idx[c + r]] = v
+        for r, i in enumerate(idx):
+            lo, hi = _answer_span(lengths[i], n_ans)
+            rows[i] = hidden[r, lo:hi]
         st.n_tokens += sum(lengths[i] for i in idx)
         st.n_padded_tokens += B * S
         st.n_forwards += 1
-    return values[inverse]
+    return [r for r in rows if r is not None]
+
+
+@torch.no_grad()
+def _rows_trie(base: Any, gen: Generator, prompts: list[list[int]], ans: list[int],
+               st: ScoreStats, walkers: int) -> list[torch.Tensor]:
+    seqs = [p + ans for p in prompts]
+    spans = [_answer_span(len(s), len(ans)) for s in seqs]
+    rows, n_tok, n_fwd = trie_hidden_rows(base, seqs, spans, gen.device, workers=walkers)
+    st.prefix_len = _lcp(seqs) if len(seqs) > 1 else 0
+    st.n_tokens += n_tok
+    st.n_padded_tokens += n_tok
+    st.n_forwards += n_fwd
+    return rows
+
+
+@torch.no_grad()
+def score_masks_multi(gen: Generator, prep: PreparedSample, masks: np.ndarray,
+                      targets: Sequence[str] = ("logprob_sum",), *,
+                      max_batch_tokens: int = 16384, prefix_cache: bool = True,
+                      sharing: str = "auto", walkers: int | None = None,
+                      stats: ScoreStats | None = None,
+                      max_logit_elems: int = 1 << 25) -> dict[str, np.ndarray]:
+    """Fast path, every requested target from one set of forwards (same values as
+    ``naive_scores`` up to float rounding, far fewer FLOPs).
+
+    ``prefix_cache=False`` turns all KV reuse off (each unique mask forwarded whole, batched);
+    otherwise ``sharing`` picks the token tree (``trie``) or the batched common prefix
+    (``prefix``); see ``resolve_sharing``. ``walkers``: parallel subtree walks of the tree on
+    CPU, one intra-op thread each (default: torch's thread count).
+    """
+    for t in targets:
+        if t not in TARGETS:
+            raise ValueError(f"unknown target {t!r}; known: {list(TARGETS)}")
+    model = gen.model
+    base, head = _base_and_head(model)
+    dev = gen.device
+    uniq, inverse = unique_rows(masks)
+    ans = prep.answer_ids
+    n_ans = len(ans)
+    prompts = [masked_prompt_ids(gen, prep, m) for m in uniq]
+    st = stats if stats is not None else ScoreStats()
+    st.n_unique_masks += len(uniq)
+    st.n_equiv_tokens += int(sum(len(prompts[j]) + n_ans for j in inverse))
+    mode = resolve_sharing(sharing, dev) if prefix_cache else "none"
+    if mode == "trie":
+        n_walk = walkers if walkers is not None else torch.get_num_threads()
+        rows = _rows_trie(base, gen, prompts, ans, st, max(1, n_walk))
+    else:
+        rows = _rows_batched(model, base, gen, prompts, ans, max_batch_tokens,
+                             mode == "prefix", st)
+    stacked = torch.stack(rows)  # (U, n_ans, H)
+    st.n_logit_rows += len(uniq) * n_ans
+    ans_t = torch.tensor(ans, device=dev)
+    vocab = head.weight.shape[0]
+    chunk = max(1, max_logit_elems // max(1, n_ans * vocab))
+    values = {t: np.empty(len(uniq), dtype=np.float64) for t in targets}
+    for c in range(0, len(uniq), chunk):
+        logits = _head_logits(model, head, stacked[c : c + chunk])
+        a = ans_t.expand(logits.shape[0], n_ans)
+        for t in targets:
+            values[t][c : c + logits.shape[0]] = target_from_logits(logits, a, t).cpu().numpy()
+    return {t: v[inverse] for t, v in values.items()}
+
+
+def score_masks(gen: Generator, prep: PreparedSample, masks: np.ndarray,
+                target: str = "logprob_sum", **kwargs: Any) -> np.ndarray:
+    """One target; see ``score_masks_multi``."""
+    return score_masks_multi(gen, prep, masks, (target,), **kwargs)[target]
 
 
 def assert_finite(values: np.ndarray, what: str) -> None:
@@ -324,5 +392,6 @@ def tokens_per_mask(prep: PreparedSample, gen: Generator) -> int:
 
 
 __all__ = ["TARGETS", "PreparedSample", "ScoreStats", "assert_finite", "model_window",
-           "naive_scores", "prepare_sample", "score_masks", "target_from_logits",
+           "naive_scores", "prepare_sample", "resolve_sharing", "score_masks", "score_masks_multi",
+           "target_from_logits",
            "tokens_per_mask"]
