@@ -69,6 +69,25 @@ def test_fast_path_equals_naive_reference(tiny_gen, target, sharing, walkers):
     assert np.max(np.abs(u_ref - u_fast)) < 1e-3 * max(np.ptp(u_ref), 1e-6)
 
 
+def test_parallel_tree_walks_build_no_autograd_graph(tiny_gen):
+    """Grad mode is per thread: the walker threads must not record activations."""
+    import torch
+
+    from scarlet_ray.attribution.trie import trie_hidden_rows
+
+    s = make_sample()
+    prep = prepare_sample(tiny_gen, s.instruction, s.passages, s.input, s.output)
+    masks = make_masks(len(s.passages), 16, seed=2, sample_id=s.id)
+    from scarlet_ray.attribution.scoring import masked_prompt_ids
+
+    seqs = [masked_prompt_ids(tiny_gen, prep, m) + prep.answer_ids for m in masks]
+    spans = [(len(q) - len(prep.answer_ids) - 1, len(q) - 1) for q in seqs]
+    with torch.no_grad():
+        rows, _, _ = trie_hidden_rows(tiny_gen.model.model, seqs, spans, tiny_gen.device,
+                                      workers=2)
+    assert not any(r.requires_grad for r in rows)
+
+
 def test_all_targets_from_one_pass_equal_single_target_calls(tiny_gen):
     s = make_sample()
     prep = prepare_sample(tiny_gen, s.instruction, s.passages, s.input, s.output)

@@ -161,6 +161,10 @@ def trie_hidden_rows(base: Any, seqs: Sequence[Sequence[int]], spans: Sequence[t
         root_kv = [(lay.keys, lay.values) for lay in root_cache.layers]
 
         def walk(group: list[Node]) -> None:
+            with torch.inference_mode():  # grad mode is per thread: off here too, or every
+                _walk(group)  # activation is kept for an autograd graph (memory, time)
+
+        def _walk(group: list[Node]) -> None:
             for sub in group:
                 cache = DynamicCache(config=base.config)
                 for layer, (k, v) in enumerate(root_kv):
