@@ -109,6 +109,51 @@ def test_kilt_snippet(tmp_path):
     assert res.skipped[0].source == f"{f}:2" and res.skipped[0].field == "output"
 
 
+BAD_MIDDLE = [  # (format, file name, good record, bad record, field named in the error)
+    ("flashrag-qa", "q.jsonl", {"id": 1, "question": "q?", "golden_answers": ["a"]},
+     {"id": 2, "question": "q?", "golden_answers": []}, "golden_answers"),
+    ("flashrag-corpus", "c.jsonl", {"id": 1, "contents": '"T"\nsome text'},
+     {"id": 2}, "contents"),
+    ("beir", "corpus.jsonl", {"_id": "d1", "title": "T", "text": "some text"},
+     {"_id": "d2", "title": "T", "text": "  "}, "text"),
+    ("dpr", "dpr.json", {"question": "q?", "answers": ["a"],
+                         "positive_ctxs": [{"title": "T", "text": "x"}]},
+     {"question": "q?", "answers": ["a"], "positive_ctxs": []}, "positive_ctxs"),
+    ("hotpotqa", "h.json", {"_id": "1", "question": "q?", "answer": "a",
+                            "supporting_facts": [["T", 0]], "context": [["T", ["x."]]]},
+     {"_id": "2", "question": "q?", "answer": "a", "supporting_facts": [],
+      "context": [["T", "not a sentence list"]]}, "context.0"),
+    ("musique", "m.json", {"id": "1", "question": "q?", "answer": "a",
+                           "paragraphs": [{"idx": 0, "title": "T", "paragraph_text": "x",
+                                           "is_supporting": True}]},
+     {"id": "2", "question": "q?", "answer": "a", "paragraphs": [{"idx": 0, "title": "T"}]},
+     "paragraph_text"),
+    ("musique-corpus", "mc.json", {"title": "T", "text": "x"}, {"title": "T"}, "text"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "name", "good", "bad", "field"), BAD_MIDDLE,
+                         ids=[b[0] for b in BAD_MIDDLE])
+def test_bad_record_in_the_middle_is_skipped_with_its_location(tmp_path, fmt, name, good, bad,
+                                                               field):
+    """The record before and after a bad one convert; the bad one is reported, not dropped."""
+    f = tmp_path / name
+    recs = [good, bad, good]
+    if name.endswith(".jsonl"):
+        f.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+        where = f"{f}:2"
+    else:
+        f.write_text(json.dumps(recs))
+        where = f"{f}:[1]"
+    res = convert(fmt, str(f))
+    assert len(res.records) == 2
+    assert [e.field for e in res.skipped] == [field]
+    src = res.skipped[0].source  # the record, or a part of it (``...:[1].paragraphs.0``)
+    assert src == where or src.startswith(where + "."), src
+    limited = convert(fmt, str(f), limit=1)
+    assert len(limited.records) == 1 and not limited.skipped
+
+
 def test_dpr_tsv_corpus(tmp_path):
     f = tmp_path / "psgs.tsv"
     f.write_text("id\ttext\ttitle\n1\tAaron is a prophet.\tAaron\n2\tbroken\n")

@@ -63,22 +63,26 @@ def encode_texts(encoder: Any, texts: Sequence[str], batch_size: int = 64,
     return np.ascontiguousarray(emb, dtype=np.float32)
 
 
-def exact_topk(queries: np.ndarray, corpus: np.ndarray, k: int, chunk: int = 65536
-               ) -> tuple[np.ndarray, np.ndarray]:
+def exact_topk(queries: np.ndarray, corpus: np.ndarray, k: int, chunk: int = 65536,
+               query_chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """(scores, indices), both (n_queries, min(k, n)), best first; ties go to the lower index.
 
-    Chunked over the corpus so memory stays at n_queries x (chunk + k) floats.
+    Chunked over queries and corpus so memory stays at query_chunk x (chunk + k) floats.
     """
     n = corpus.shape[0]
     k = min(k, n)
     nq = queries.shape[0]
     if k == 0 or nq == 0:
         return np.zeros((nq, 0), np.float32), np.zeros((nq, 0), np.int64)
+    if nq > query_chunk:
+        parts = [exact_topk(queries[i:i + query_chunk], corpus, k, chunk, query_chunk)
+                 for i in range(0, nq, query_chunk)]
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
     best_s = np.full((nq, 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((nq, 0), dtype=np.int64)
     for start in range(0, n, chunk):
         block = corpus[start:start + chunk]
-        s = queries @ block.T
+        s = (queries @ block.T).astype(np.float32, copy=False)
         idx = np.broadcast_to(np.arange(start, start + block.shape[0]), s.shape)
         cand_s = np.concatenate([best_s, s], axis=1)
         cand_i = np.concatenate([best_i, idx], axis=1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +55,40 @@ def load_json_or_jsonl(path: str | Path) -> list[tuple[str, Any]]:
         if isinstance(obj, RecordError):
             raise obj
         out.append((f"{p}:{lineno}", obj))
+    return out
+
+
+def jsonl_items(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """(source, object) per JSONL line; a bad line comes as its RecordError, to be skipped."""
+    from scarlet_ray.records import iter_jsonl_objects
+
+    for lineno, obj in iter_jsonl_objects(path):
+        yield f"{path}:{lineno}", obj
+
+
+def array_items(path: str | Path, what: str) -> list[tuple[str, Any]]:
+    """(source, element) of a JSON array file; anything else is a file-level error."""
+    data = load_json(path)
+    if not isinstance(data, list):
+        raise RecordError(str(path), "(file)", f"expected a JSON array of {what}")
+    return [(f"{path}:[{i}]", q) for i, q in enumerate(data)]
+
+
+def convert_each(out: Converted, items: Iterable[tuple[str, Any]], limit: int | None,
+                 one: Callable[[Any, str], Iterable[BaseModel]]) -> Converted:
+    """Convert record by record: a bad record lands in ``out.skipped`` with its location (never
+    dropped silently) and the others go on; ``limit`` counts converted records."""
+    for src, obj in items:
+        if limit is not None and len(out.records) >= limit:
+            break
+        try:
+            if isinstance(obj, RecordError):
+                raise obj
+            out.records.extend(one(obj, src))
+        except RecordError as err:
+            out.skipped.append(err)
+        except ValueError as err:  # pydantic validation of the converted record
+            out.skipped.append(RecordError(src, "(record)", str(err)))
     return out
 
 

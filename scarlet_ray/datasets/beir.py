@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from scarlet_ray.datasets.base import Converted, need, split_words
+from scarlet_ray.datasets.base import Converted, convert_each, jsonl_items, need, split_words
 from scarlet_ray.records import CorpusPassage, RecordError, iter_jsonl_objects
 
 
@@ -17,25 +18,16 @@ def _corpus_file(path: str | Path) -> Path:
 
 def read_beir_corpus(path: str, limit: int | None = None,
                      passage_words: int | None = None) -> Converted:
-    out = Converted("corpus")
-    f = _corpus_file(path)
-    for lineno, obj in iter_jsonl_objects(f):
-        if limit is not None and len(out.records) >= limit:
-            break
-        src = f"{f}:{lineno}"
-        try:
-            if isinstance(obj, RecordError):
-                raise obj
-            did = str(need(obj, "_id", src, (str, int)))
-            text = need(obj, "text", src, str)
-            if not text.strip():
-                raise RecordError(src, "text", "empty", did)
-            for k, chunk in enumerate(split_words(text, passage_words)):
-                out.records.append(CorpusPassage(id=did if k == 0 else f"{did}-{k}",
-                                                 title=str(obj.get("title") or ""), text=chunk))
-        except RecordError as err:
-            out.skipped.append(err)
-    return out
+    def one(obj: Any, src: str) -> list[CorpusPassage]:
+        did = str(need(obj, "_id", src, (str, int)))
+        text = need(obj, "text", src, str)
+        if not text.strip():
+            raise RecordError(src, "text", "empty", did)
+        return [CorpusPassage(id=did if k == 0 else f"{did}-{k}",
+                              title=str(obj.get("title") or ""), text=chunk)
+                for k, chunk in enumerate(split_words(text, passage_words))]
+
+    return convert_each(Converted("corpus"), jsonl_items(_corpus_file(path)), limit, one)
 
 
 @dataclass

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+from typing import Any
 
 from scarlet_ray.datasets.base import (
     Converted,
+    array_items,
+    convert_each,
     instruction_for,
-    load_json,
     need,
     split_words,
     truncate_words,
@@ -18,45 +20,36 @@ from scarlet_ray.records import CorpusPassage, Passage, RecordError, Sample
 def read_dpr(path: str, limit: int | None = None, passage_words: int | None = None,
              task: str = "nq", max_passages: int | None = 10) -> Converted:
     """Passages = positives, then hard negatives, then negatives, up to ``max_passages``."""
-    out = Converted("samples")
-    data = load_json(path)
-    if not isinstance(data, list):
-        raise RecordError(str(path), "(file)", "expected a JSON array")
-    for i, q in enumerate(data):
-        if limit is not None and len(out.records) >= limit:
-            break
-        src = f"{path}:[{i}]"
-        try:
-            answers = [a for a in need(q, "answers", src, list) if isinstance(a, str)]
-            if not answers:
-                raise RecordError(src, "answers", "no answer")
-            pos = need(q, "positive_ctxs", src, list)
-            if not pos:
-                raise RecordError(src, "positive_ctxs", "no positive passage")
-            ctxs = [(c, True) for c in pos]
-            ctxs += [(c, False) for c in q.get("hard_negative_ctxs", [])]
-            ctxs += [(c, False) for c in q.get("negative_ctxs", [])]
-            if max_passages:
-                ctxs = ctxs[: max(max_passages, len(pos))]
-            passages, gold = [], []
-            for j, (c, is_pos) in enumerate(ctxs):
-                pid = f"p{j}"
-                passages.append(Passage(id=pid, title=str(c.get("title", "")),
-                                        text=truncate_words(need(c, "text", f"{src}.ctx{j}", str),
-                                                            passage_words)))
-                if is_pos:
-                    gold.append(pid)
-            out.records.append(Sample(
-                id=f"dpr-{i}", task=task, instruction=instruction_for(task),
-                input=need(q, "question", src, str), output=answers[0], answers=answers,
-                passages=passages, gold_passage_ids=gold,
-                meta={"dataset": q.get("dataset", "")},
-            ))
-        except RecordError as err:
-            out.skipped.append(err)
-        except ValueError as err:
-            out.skipped.append(RecordError(src, "(record)", str(err)))
-    return out
+    def one(item: tuple[int, Any], src: str) -> list[Sample]:
+        i, q = item
+        answers = [a for a in need(q, "answers", src, list) if isinstance(a, str)]
+        if not answers:
+            raise RecordError(src, "answers", "no answer")
+        pos = need(q, "positive_ctxs", src, list)
+        if not pos:
+            raise RecordError(src, "positive_ctxs", "no positive passage")
+        ctxs = [(c, True) for c in pos]
+        ctxs += [(c, False) for c in q.get("hard_negative_ctxs", [])]
+        ctxs += [(c, False) for c in q.get("negative_ctxs", [])]
+        if max_passages:
+            ctxs = ctxs[: max(max_passages, len(pos))]
+        passages, gold = [], []
+        for j, (c, is_pos) in enumerate(ctxs):
+            pid = f"p{j}"
+            passages.append(Passage(id=pid, title=str(c.get("title", "")),
+                                    text=truncate_words(need(c, "text", f"{src}.ctx{j}", str),
+                                                        passage_words)))
+            if is_pos:
+                gold.append(pid)
+        return [Sample(
+            id=f"dpr-{i}", task=task, instruction=instruction_for(task),
+            input=need(q, "question", src, str), output=answers[0], answers=answers,
+            passages=passages, gold_passage_ids=gold,
+            meta={"dataset": q.get("dataset", "")},
+        )]
+
+    items = [(src, (i, q)) for i, (src, q) in enumerate(array_items(path, "questions"))]
+    return convert_each(Converted("samples"), items, limit, one)
 
 
 def read_dpr_tsv_corpus(path: str, limit: int | None = None,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from scarlet_ray.datasets.base import Converted, instruction_for, need
-from scarlet_ray.records import RecordError, Sample, iter_jsonl_objects
+from typing import Any
+
+from scarlet_ray.datasets.base import Converted, convert_each, instruction_for, jsonl_items, need
+from scarlet_ray.records import RecordError, Sample
 
 # KILT task names in ids/file names -> our task pool
 KILT_TASKS = {"nq": "nq", "hotpotqa": "hotpotqa", "eli5": "eli5", "fever": "fever",
@@ -16,27 +18,19 @@ def read_kilt(path: str, limit: int | None = None, passage_words: int | None = N
     if task is None:
         low = str(path).lower()
         task = next((v for k, v in KILT_TASKS.items() if k in low), "nq")
-    out = Converted("seeds")
-    for lineno, obj in iter_jsonl_objects(path):
-        if limit is not None and len(out.records) >= limit:
-            break
-        src = f"{path}:{lineno}"
-        try:
-            if isinstance(obj, RecordError):
-                raise obj
-            outputs = need(obj, "output", src, list)
-            answers = [o["answer"] for o in outputs
-                       if isinstance(o, dict) and isinstance(o.get("answer"), str) and o["answer"]]
-            if not answers:
-                raise RecordError(src, "output", "no answer in output")
-            prov = [p.get("title") for o in outputs if isinstance(o, dict)
-                    for p in o.get("provenance", []) or [] if isinstance(p, dict)]
-            out.records.append(Sample(
-                id=f"kilt-{need(obj, 'id', src, (str, int))}", task=task,
-                instruction=instruction_for(task), input=need(obj, "input", src, str),
-                output=answers[0], answers=answers, passages=[],
-                meta={"provenance_titles": [t for t in prov if t]},
-            ))
-        except RecordError as err:
-            out.skipped.append(err)
-    return out
+    kilt_task: str = task
+
+    def one(obj: Any, src: str) -> list[Sample]:
+        outputs = need(obj, "output", src, list)
+        answers = [o["answer"] for o in outputs
+                   if isinstance(o, dict) and isinstance(o.get("answer"), str) and o["answer"]]
+        if not answers:
+            raise RecordError(src, "output", "no answer in output")
+        prov = [p.get("title") for o in outputs if isinstance(o, dict)
+                for p in o.get("provenance", []) or [] if isinstance(p, dict)]
+        return [Sample(id=f"kilt-{need(obj, 'id', src, (str, int))}", task=kilt_task,
+                       instruction=instruction_for(kilt_task), input=need(obj, "input", src, str),
+                       output=answers[0], answers=answers, passages=[],
+                       meta={"provenance_titles": [t for t in prov if t]})]
+
+    return convert_each(Converted("seeds"), jsonl_items(path), limit, one)

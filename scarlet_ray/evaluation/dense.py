@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from scarlet_ray.context.index import exact_topk
+
 log = logging.getLogger(__name__)
 
 SHARD_SIZE = 8192
@@ -135,27 +137,8 @@ def encode_corpus(model: Any, ids: Sequence[str], texts: Sequence[str], cache_di
 
 def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *,
           chunk_size: int = 65536, query_chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k by inner product: (scores, indices), each [n_queries, min(k, n_docs)],
-    best first. Ties are broken by the lower corpus index so results are deterministic."""
-    nq, nd = queries.shape[0], corpus.shape[0]
-    k = min(k, nd)
-    if nq > query_chunk:  # bound the score block to query_chunk x chunk_size
-        parts = [top_k(queries[i:i + query_chunk], corpus, k, chunk_size=chunk_size)
-                 for i in range(0, nq, query_chunk)]
-        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-    best_s = np.full((nq, 0), -np.inf, dtype=np.float32)
-    best_i = np.zeros((nq, 0), dtype=np.int64)
-    for start in range(0, nd, chunk_size):
-        block = corpus[start:start + chunk_size]
-        s = queries @ block.T
-        idx = np.broadcast_to(np.arange(start, start + block.shape[0]), s.shape)
-        cand_s = np.concatenate([best_s, s.astype(np.float32)], axis=1)
-        cand_i = np.concatenate([best_i, idx], axis=1)
-        # lexsort: last key is primary -> score descending, then index ascending
-        order = np.lexsort((cand_i, -cand_s), axis=1)[:, :k]
-        best_s = np.take_along_axis(cand_s, order, axis=1)
-        best_i = np.take_along_axis(cand_i, order, axis=1)
-    return best_s, best_i
+    """Exact top-k by inner product (the context index's search, so both rank alike)."""
+    return exact_topk(queries, corpus, k, chunk=chunk_size, query_chunk=query_chunk)
 
 
 def search(model: Any, query_texts: Sequence[str], doc_ids: Sequence[str],
