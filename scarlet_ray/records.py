@@ -280,24 +280,18 @@ def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]],
     """Write records atomically (tmp + rename) or append them durably; returns the count."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
     if append:
         repair_tail(p)
-        with open(p, "a", encoding="utf-8") as fh:
-            for r in records:
-                fh.write(_dumps(r) + "\n")
-                n += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        return n
-    tmp = p.with_name(p.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    target = p if append else p.with_name(p.name + ".tmp")
+    n = 0
+    with open(target, "a" if append else "w", encoding="utf-8") as fh:
         for r in records:
             fh.write(_dumps(r) + "\n")
             n += 1
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, p)
+    if not append:
+        os.replace(target, p)
     return n
 
 
