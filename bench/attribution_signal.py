@@ -98,25 +98,37 @@ def score_question(gen, enc, eng, sv, variant: str, pairs, gold, n_cc: bool) -> 
         "random": random_scores(sv.id, k).tolist(),
         "perturbation_seconds": t_pert, "tokens_forwarded": st.n_tokens,
         "tokens_equivalent": st.n_equiv_tokens, "rev": REV,
+        "answer_tokens": len(prep.answer_ids),
     }
     if n_cc:
-        import sys
-
-        sys.path.insert(0, str(ROOT / "bench"))
-        from contextcite_peer import contextcite_utilities
-
-        sv_cut = sv.model_copy(update={"passages": prep.passages})
-        util, info = contextcite_utilities(gen, sv_cut, len(masks))
-        rec["contextcite"] = util.tolist()
-        rec["contextcite_seconds"] = info["seconds"]
-        rec["contextcite_tokens"] = info["tokens"]
-        # ContextCite's own masks scored by our engine: with the masks fixed, any difference left
-        # is in the scores or the surrogate, not in the draw
-        rec["contextcite_masks"] = info["masks"].astype(int).tolist()
-        rec["contextcite_target"] = info["target"].tolist()
-        same = score_masks_multi(gen, prep, info["masks"], TARGETS)
-        rec["ours_on_cc_masks"] = {t: v.tolist() for t, v in same.items()}
+        add_contextcite(gen, eng, sv, rec)
     return rec
+
+
+def add_contextcite(gen, eng, sv, rec: dict) -> None:
+    """ContextCite on the same question (same model, prompt and number of ablations), and its
+    masks scored by our engine."""
+    import sys
+
+    from scarlet_ray.attribution.scoring import TARGETS, score_masks_multi
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from contextcite_peer import contextcite_utilities
+
+    prep = eng.prepare(sv)
+    if [p.id for p in prep.passages] != rec["passage_ids"]:
+        raise RuntimeError(f"{sv.id}: passages differ from the stored record")
+    sv_cut = sv.model_copy(update={"passages": prep.passages})
+    util, info = contextcite_utilities(gen, sv_cut, len(rec["masks"]))
+    rec["contextcite"] = util.tolist()
+    rec["contextcite_seconds"] = info["seconds"]
+    rec["contextcite_tokens"] = info["tokens"]
+    # ContextCite's own masks scored by our engine: with the masks fixed, any difference left
+    # is in the scores or the surrogate, not in the draw
+    rec["contextcite_masks"] = info["masks"].astype(int).tolist()
+    rec["contextcite_target"] = info["target"].tolist()
+    same = score_masks_multi(gen, prep, info["masks"], TARGETS)
+    rec["ours_on_cc_masks"] = {t: v.tolist() for t, v in same.items()}
 
 
 # ------------------------------------------------------------------ analysis (cheap)
@@ -151,7 +163,25 @@ def perturbation_utility(rec: dict, target: str, kind: str, alpha: float, n: int
 
     X = np.asarray(rec["masks"], dtype=np.float64)[:n]
     y = np.asarray(rec["scores"][target], dtype=np.float64)[:n]
-    return (fit_ridge if kind == "ridge" else fit_lasso)(X, y, alpha)[0]
+    if kind == "ridge":
+        return fit_ridge(X, y, alpha)[0]
+    return fit_lasso(X, y, alpha, scale=rec["answer_tokens"])[0]  # ContextCite's per-token fit
+
+
+def fill_answer_tokens(records: list[dict], data: str, limit: int) -> None:
+    """Answer token counts (the LASSO's per-token scale) for records written without them."""
+    missing = [r for r in records if "answer_tokens" not in r]
+    if not missing:
+        return
+    from transformers import AutoTokenizer
+
+    from scarlet_ray.datasets import convert
+    from scarlet_ray.models.generator import prepare_named_generator
+
+    tok = AutoTokenizer.from_pretrained(prepare_named_generator("smollm2-135m-instruct"))
+    answers = {s.id: s.output for s in convert("hotpotqa", data, limit=limit).records}
+    for r in missing:
+        r["answer_tokens"] = len(tok(answers[r["id"]], add_special_tokens=False)["input_ids"])
 
 
 def same_masks(recs: list[dict], default: tuple[str, str, float]) -> dict:
@@ -174,7 +204,7 @@ def same_masks(recs: list[dict], default: tuple[str, str, float]) -> dict:
         rho.append(float(spearmanr(mine, theirs)[0]))
         y = np.asarray(r["ours_on_cc_masks"][t_def])
         ours_def.append(quality(r, fit[kind_def](X, y, a_def)[0]))
-        ours_cc.append(quality(r, fit_lasso(X, mine, 0.01)[0]))
+        ours_cc.append(quality(r, fit_lasso(X, mine, 0.01, scale=r["answer_tokens"])[0]))
     return {"same_masks": {
         "questions": len(recs),
         "logit_prob ours vs ContextCite's, max |diff| / range (worst question)": max(rel_diff),
@@ -204,7 +234,8 @@ def analyse(records: list[dict], default: tuple[str, str, float]) -> dict:
             res[m] = summarise([quality(r, r[m]) for r in recs])
         res["r2_heldout_mean"] = float(np.nanmean([
             np.nan if (fs := fit_surrogate(np.asarray(r["masks"]), np.asarray(
-                r["scores"][t_def]), kind_def, a_def)).r2 is None else fs.r2 for r in recs]))
+                r["scores"][t_def]), kind_def, a_def, answer_tokens=r["answer_tokens"])).r2
+            is None else fs.r2 for r in recs]))
         grid = {}
         for t in TARGETS:
             for kind, alphas in (("ridge", ALPHAS), ("lasso", (0.01,))):
@@ -286,13 +317,23 @@ def main() -> None:
                 key_id = s.id
                 prior = done.get((v, key_id))
                 if prior is not None:
-                    # the first K of each variant are re-scored (ours and ContextCite, one run)
-                    # unless their record already has both, timed with the current scorer
+                    # the first K of each variant get ContextCite with the current peer (same
+                    # prompt as ours, its masks kept); our stored scores are reused
                     redo = ("skipped" not in prior and n_cc[v] < args.contextcite
-                            and not ("contextcite" in prior and prior.get("rev") == REV))
+                            and "contextcite_masks" not in prior)
                     if not redo:
                         n_cc[v] += "contextcite" in prior
                         continue
+                    sv = s if v == "plain" else counterfactual(s, other_answer(samples, i))[0]
+                    rec = dict(prior)
+                    add_contextcite(gen, eng, sv, rec)
+                    n_cc[v] += 1
+                    with open(rec_path, "a") as fh:
+                        fh.write(json.dumps(rec) + "\n")
+                    done[(v, key_id)] = rec
+                    print(f"[{time.time() - t_start:7.0f}s] {v} {i + 1}/{len(samples)} "
+                          f"cc added {rec['contextcite_seconds']:.1f}s", flush=True)
+                    continue
                 if v == "plain":
                     sv, pairs = s, []
                 else:
@@ -316,6 +357,7 @@ def main() -> None:
                       flush=True)
 
     records = [r for r in done.values() if "skipped" not in r]
+    fill_answer_tokens(records, args.data, max(args.limit, 1))
     summary = analyse(records, default)
     summary["skipped"] = [{"id": r["id"], "variant": r["variant"], "reason": r["skipped"]}
                           for r in done.values() if "skipped" in r]

@@ -36,6 +36,7 @@ class ScoredSample:
     scores: np.ndarray  # (n,) float64 target values
     n_tokens: int  # tokens actually forwarded (for throughput)
     truncated: list[str] = field(default_factory=list)  # passage ids dropped/shortened
+    answer_tokens: int = 1  # ground-truth tokens scored (the LASSO penalty is per token)
 
     def to_row(self) -> dict[str, Any]:
         """Arrow-friendly: lists and scalars only."""
@@ -46,6 +47,7 @@ class ScoredSample:
             "scores": [float(x) for x in self.scores],
             "n_tokens": int(self.n_tokens),
             "truncated": list(self.truncated),
+            "answer_tokens": int(self.answer_tokens),
         }
 
     @classmethod
@@ -55,7 +57,8 @@ class ScoredSample:
         masks = np.asarray([list(m) for m in row["masks"]], dtype=bool)
         masks = masks.reshape(len(scores), len(pids))
         return cls(id=str(row["id"]), passage_ids=pids, masks=masks, scores=scores,
-                   n_tokens=int(row["n_tokens"]), truncated=[str(x) for x in row["truncated"]])
+                   n_tokens=int(row["n_tokens"]), truncated=[str(x) for x in row["truncated"]],
+                   answer_tokens=int(row.get("answer_tokens", 1)))
 
 
 def cut_words(passages: list[Passage], words: int | None) -> list[Passage]:
@@ -126,14 +129,15 @@ class AttributionEngine:
         self.last_note = prep.truncation_note
         return ScoredSample(id=sample.id, passage_ids=[p.id for p in prep.passages],
                             masks=masks, scores=scores, n_tokens=stats.n_tokens,
-                            truncated=list(prep.truncated))
+                            truncated=list(prep.truncated), answer_tokens=len(prep.answer_ids))
 
     # -- CPU part
     def fit(self, scored: ScoredSample) -> Attribution:
         """Surrogate + labels; pure function of the scored sample and the config."""
         c, lc = self.cfg, self.labels_cfg
         alpha = c.alpha if c.surrogate == "ridge" else c.lasso_alpha
-        sur = fit_surrogate(scored.masks, scored.scores, c.surrogate, alpha, c.cv_folds, c.seed)
+        sur = fit_surrogate(scored.masks, scored.scores, c.surrogate, alpha, c.cv_folds, c.seed,
+                            answer_tokens=scored.answer_tokens)
         lab = assign_labels(sur.utility, lc.method, lc.k, lc.random_state, lc.fixed_top,
                             lc.fixed_bottom)
         return Attribution(

@@ -2,7 +2,10 @@
 
 Ridge is the paper's (closed form, unpenalised intercept, same solution as sklearn's Ridge);
 LASSO on standardised masks is ContextCite's, mapped back to the 0/1 mask scale so both return
-utilities in score units. ``r2`` is measured on held-out masks (k-fold, pooled out-of-fold
+utilities in score units. Both fit the per-answer-token score (``scale`` = answer tokens) and
+return weights for the whole answer, as ContextCite does: a no-op for ridge (linear in y), while
+for LASSO it ties the penalty to the per-token score, so one alpha suits short and long answers.
+``r2`` is measured on held-out masks (k-fold, pooled out-of-fold
 predictions), so a user can see when a linear model does not explain the scores.
 """
 
@@ -32,30 +35,33 @@ def fit_ridge(X: np.ndarray, y: np.ndarray, alpha: float = 1.0) -> tuple[np.ndar
     return w, float(ym - xm @ w)
 
 
-def fit_lasso(X: np.ndarray, y: np.ndarray, alpha: float = 0.01) -> tuple[np.ndarray, float]:
-    """ContextCite's surrogate: LASSO on standardised masks, weights rescaled to mask units."""
+def fit_lasso(X: np.ndarray, y: np.ndarray, alpha: float = 0.01,
+              scale: float = 1.0) -> tuple[np.ndarray, float]:
+    """ContextCite's surrogate: LASSO of ``y / scale`` on standardised masks, weights mapped back
+    to mask units and multiplied by ``scale`` (ContextCite: scale = answer tokens)."""
     from sklearn.linear_model import Lasso
 
     X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64) / scale
     mu, sd = X.mean(0), X.std(0)
     sd = np.where(sd > 0, sd, 1.0)
     model = Lasso(alpha=alpha, max_iter=10000)
     model.fit((X - mu) / sd, y)
     w = model.coef_ / sd
-    return w, float(model.intercept_ - mu @ w)
+    return w * scale, float(model.intercept_ - mu @ w) * scale
 
 
-def _fit(kind: str, X: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+def _fit(kind: str, X: np.ndarray, y: np.ndarray, alpha: float,
+         scale: float = 1.0) -> tuple[np.ndarray, float]:
     if kind == "ridge":
         return fit_ridge(X, y, alpha)
     if kind == "lasso":
-        return fit_lasso(X, y, alpha)
+        return fit_lasso(X, y, alpha, scale)
     raise ValueError(f"unknown surrogate {kind!r}; known: ['ridge', 'lasso']")
 
 
 def heldout_r2(kind: str, X: np.ndarray, y: np.ndarray, alpha: float, folds: int = 5,
-               seed: int = 0) -> float | None:
+               seed: int = 0, scale: float = 1.0) -> float | None:
     """Out-of-fold R^2 pooled over k folds; None if y is constant or there are too few rows."""
     n = len(y)
     folds = min(folds, n)
@@ -68,7 +74,7 @@ def heldout_r2(kind: str, X: np.ndarray, y: np.ndarray, alpha: float, folds: int
         train = np.setdiff1d(order, test)
         if len(train) < 2:
             return None
-        w, b = _fit(kind, X[train], y[train], alpha)
+        w, b = _fit(kind, X[train], y[train], alpha, scale)
         pred[test] = X[test] @ w + b
     ss_res = float(np.sum((y - pred) ** 2))
     ss_tot = float(np.sum((y - y.mean()) ** 2))
@@ -76,7 +82,7 @@ def heldout_r2(kind: str, X: np.ndarray, y: np.ndarray, alpha: float, folds: int
 
 
 def fit_surrogate(masks: np.ndarray, scores: np.ndarray, kind: str = "ridge", alpha: float = 1.0,
-                  folds: int = 5, seed: int = 0) -> SurrogateFit:
+                  folds: int = 5, seed: int = 0, answer_tokens: int = 1) -> SurrogateFit:
     """Fit on all masks; report held-out R^2 from k-fold refits."""
     X = np.asarray(masks, dtype=np.float64)
     y = np.asarray(scores, dtype=np.float64)
@@ -84,5 +90,9 @@ def fit_surrogate(masks: np.ndarray, scores: np.ndarray, kind: str = "ridge", al
         raise ValueError(f"masks {X.shape} and scores {y.shape} do not match")
     if not np.all(np.isfinite(y)):
         raise ValueError("scores contain inf/nan")
-    w, b = _fit(kind, X, y, alpha)
-    return SurrogateFit(utility=w, intercept=b, r2=heldout_r2(kind, X, y, alpha, folds, seed))
+    if answer_tokens < 1:
+        raise ValueError(f"answer_tokens: {answer_tokens}, must be >= 1")
+    scale = float(answer_tokens)
+    w, b = _fit(kind, X, y, alpha, scale)
+    return SurrogateFit(utility=w, intercept=b,
+                        r2=heldout_r2(kind, X, y, alpha, folds, seed, scale))
