@@ -216,16 +216,39 @@ def same_masks(recs: list[dict], default: tuple[str, str, float]) -> dict:
     }}
 
 
+def per_question(recs: list[dict], util_of, measure: str) -> np.ndarray:
+    """One number per question: an nDCG, or (counterfactual) the share of its pairs won."""
+    vals = []
+    for r in recs:
+        q = quality(r, util_of(r))
+        vals.append((np.mean(q["wins"]) if q["wins"] else np.nan) if measure == "wins"
+                    else q[measure])
+    return np.asarray(vals, dtype=np.float64)
+
+
+def paired_rows(recs: list[dict], base, others: dict, measures: tuple[str, ...]) -> dict:
+    """``other - base`` per question with its 95% paired-bootstrap interval, per measure."""
+    from scarlet_ray.evaluation.compare import paired_bootstrap
+
+    out = {}
+    for name, util_of in others.items():
+        for m in measures:
+            b, o = per_question(recs, base, m), per_question(recs, util_of, m)
+            ok = ~(np.isnan(b) | np.isnan(o))
+            out[f"{name} - default, {m}"] = paired_bootstrap(b[ok], o[ok])
+    return out
+
+
 def analyse(records: list[dict], default: tuple[str, str, float]) -> dict:
     from scarlet_ray.attribution.scoring import TARGETS
     from scarlet_ray.attribution.surrogate import fit_surrogate
 
     out: dict = {}
+    t_def, kind_def, a_def = default
     for variant in ("plain", "counterfactual"):
         recs = [r for r in records if r["variant"] == variant]
         if not recs:
             continue
-        t_def, kind_def, a_def = default
         res: dict = {"questions": len(recs)}
         res["perturbation (default)"] = summarise(
             [quality(r, perturbation_utility(r, t_def, kind_def, a_def, 10**9)) for r in recs])
@@ -244,6 +267,17 @@ def analyse(records: list[dict], default: tuple[str, str, float]) -> dict:
                         grid[f"{t}/{kind}/alpha={a}/n={n}"] = summarise(
                             [quality(r, perturbation_utility(r, t, kind, a, n)) for r in recs])
         res["grid"] = grid
+        measures = ("ndcg@1", "ndcg@5") if variant == "plain" else ("wins", "ndcg@5")
+
+        def default_util(r):
+            return perturbation_utility(r, t_def, kind_def, a_def, 10**9)
+
+        res["paired"] = paired_rows(recs, default_util, {
+            "lasso 0.01 per token (logprob_sum)":
+                lambda r: perturbation_utility(r, "logprob_sum", "lasso", 0.01, 10**9),
+            "loo": lambda r: r["loo"][t_def],
+            "similarity": lambda r: r["similarity"],
+        }, measures)
         cc = [r for r in recs if "contextcite" in r]
         if cc:
             secs = sum(r["contextcite_seconds"] for r in cc)
@@ -258,6 +292,8 @@ def analyse(records: list[dict], default: tuple[str, str, float]) -> dict:
                     [quality(r, perturbation_utility(r, "logit_prob", "lasso", 0.01, 10**9))
                      for r in cc]),
                 **same_masks([r for r in cc if "ours_on_cc_masks" in r], default),
+                "paired": paired_rows(cc, default_util,
+                                      {"contextcite": lambda r: r["contextcite"]}, measures),
                 "contextcite_seconds": secs, "ours_seconds": ours,
                 "contextcite_tokens_per_s": sum(r["contextcite_tokens"] for r in cc) / secs,
                 "ours_equivalent_tokens_per_s": sum(r["tokens_equivalent"] for r in cc) / ours,

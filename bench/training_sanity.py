@@ -116,21 +116,11 @@ def mean(x: dict[str, float]) -> float:
     return sum(x.values()) / len(x)
 
 
-def paired(base: dict[str, float], new: dict[str, float], n_boot: int = 10000,
-           seed: int = 0) -> dict:
-    """Mean per-query difference, its 95% paired-bootstrap interval, and wins/ties/losses:
-    40 held-out questions are few, so the note must say whether a gain is more than noise."""
-    import numpy as np
+def paired(base: dict[str, float], new: dict[str, float]) -> dict:
+    """40 held-out questions are few: the note must say whether a gain is more than noise."""
+    from scarlet_ray.evaluation.compare import paired_bootstrap
 
-    qs = sorted(base)
-    d = np.array([new[q] - base[q] for q in qs])
-    rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
-    return {"mean_diff": float(d.mean()), "ci95": [float(np.quantile(boots, 0.025)),
-                                                   float(np.quantile(boots, 0.975))],
-            "p_boot_le_0": float((boots <= 0).mean()),
-            "wins": int((d > 1e-9).sum()), "ties": int((abs(d) <= 1e-9).sum()),
-            "losses": int((d < -1e-9).sum())}
+    return paired_bootstrap(base, new)
 
 
 def training_fields(res, model_dir: Path) -> dict:

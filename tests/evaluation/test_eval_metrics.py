@@ -158,3 +158,29 @@ def test_top_k_matches_full_sort(nq, nd, k, seed):
         want = sorted(range(nd), key=lambda j: (-full[i, j], j))[: min(k, nd)]
         assert list(idx[i]) == want
         assert np.allclose(scores[i], full[i, want])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=40), st.floats(-0.5, 0.5))
+def test_paired_bootstrap_of_a_constant_shift(scores, shift):
+    from scarlet_ray.evaluation.compare import paired_bootstrap
+
+    base = {f"q{i}": x for i, x in enumerate(scores)}
+    new = {k: v + shift for k, v in base.items()}
+    r = paired_bootstrap(base, new, n_boot=200)
+    assert r["n"] == len(scores)
+    assert abs(r["mean_diff"] - shift) < 1e-9
+    assert abs(r["ci95"][0] - shift) < 1e-9 and abs(r["ci95"][1] - shift) < 1e-9
+
+
+def test_paired_bootstrap_separates_noise_from_a_gain():
+    from scarlet_ray.evaluation.compare import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    base = rng.random(200)
+    noise = paired_bootstrap(base, base + rng.normal(0, 0.1, 200))
+    gain = paired_bootstrap(base, base + 0.05 + rng.normal(0, 0.1, 200))
+    assert noise["ci95"][0] < 0 < noise["ci95"][1]
+    assert gain["ci95"][0] > 0 and gain["wins"] > gain["losses"]
+    with pytest.raises(ValueError, match="different queries"):
+        paired_bootstrap({"a": 1.0}, {"b": 1.0})
