@@ -126,6 +126,8 @@ class AttributionConfig(_Section):
     target: Literal["logprob_sum", "logit_sum", "logit_prob"] = "logprob_sum"
     surrogate: Literal["ridge", "lasso"] = "ridge"
     alpha: float = Field(default=1.0, ge=0)
+    # ContextCite's: the LASSO fits the score per answer token, so this alpha means the same for
+    # short and long answers (0.01 is ContextCite's default)
     lasso_alpha: float = Field(default=0.01, gt=0)
     cv_folds: int = Field(default=5, ge=2)
     max_batch_tokens: int = Field(default=16384, ge=256)

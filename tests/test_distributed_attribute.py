@@ -277,7 +277,7 @@ def test_driver_sigkill_then_rerun_completes_only_missing(head, tiny_llama, samp
     # the rerun starts its own local cluster (the laptop path: no address anywhere)
     rerun = _cli(tiny_llama, None, inp, out,
                  **{"attribution.ray_batch_size": 1, "attribution.n_masks": 32})
-    res = subprocess.run(rerun, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(rerun, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     m = read_manifest(out)
     assert m["status"] == "complete" and m["cluster"]["started_here"] is True
