@@ -150,6 +150,7 @@ def test_scored_sample_row_roundtrip_and_fit_is_pure(tiny_gen):
     assert back.masks.dtype == bool and back.masks.shape == scored.masks.shape
     assert np.array_equal(back.masks, scored.masks)
     assert np.allclose(back.scores, scored.scores)
+    assert back.answer_tokens == scored.answer_tokens == len(eng.prepare(make_sample()).answer_ids)
     a1 = eng.fit(back)
     a2 = AttributionEngine(None, eng.cfg, eng.labels_cfg, generator_name=tiny_gen.name).fit(back)
     assert a1 == a2

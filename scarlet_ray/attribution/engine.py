@@ -58,7 +58,7 @@ class ScoredSample:
         masks = masks.reshape(len(scores), len(pids))
         return cls(id=str(row["id"]), passage_ids=pids, masks=masks, scores=scores,
                    n_tokens=int(row["n_tokens"]), truncated=[str(x) for x in row["truncated"]],
-                   answer_tokens=int(row.get("answer_tokens", 1)))
+                   answer_tokens=int(row["answer_tokens"]))
 
 
 def cut_words(passages: list[Passage], words: int | None) -> list[Passage]:
