@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -13,6 +14,20 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# Hypothesis draws the same examples on every run ("derandomize"), in CI and by default alike:
+# `make test` on a fresh machine must not pass or fail by chance, and a failure replays by
+# rerunning (so no example database is kept). "ci" (chosen when $CI is set; .ci/run sets it)
+# also lets a slow shared runner through the too-slow health check; "explore" draws new random
+# examples, for hunting counterexamples by hand (HYPOTHESIS_PROFILE=explore). Deadlines are off
+# everywhere: the machines are shared and timings vary. print_blob shows how to reproduce.
+settings.register_profile("dev", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                          database=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", derandomize=False, deadline=None, print_blob=True,
+                          max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
+                      or ("ci" if os.environ.get("CI") else "dev"))
 
 
 def shared_data_dir() -> Path:
