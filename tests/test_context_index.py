@@ -16,8 +16,8 @@ from scarlet_ray.context.index import (
     encode_texts,
     exact_topk,
     model_identity,
-    passage_text,
 )
+from scarlet_ray.formatting import passage_text
 from scarlet_ray.records import CorpusPassage
 
 small_ints = st.integers(-3, 3).map(float)
@@ -86,7 +86,7 @@ def test_index_save_reload_and_rebuild(minilm, passages, tmp_path):
     assert again.loaded_from_disk and enc.encoded == len(passages)  # nothing re-encoded
     assert np.array_equal(again.embeddings, first.embeddings)
 
-    q = encode_texts(minilm, [passage_text(p) for p in passages[:3]])
+    q = encode_texts(minilm, [passage_text(p.title, p.text) for p in passages[:3]])
     hits = again.search(q, 5)
     assert [h[0][0] for h in hits] == [0, 1, 2]  # a passage finds itself first
     assert all(h[0][1] > 0.99 and len(h) == 5 for h in hits)

@@ -93,6 +93,8 @@ def test_beir_set(shared_data):
     assert len(beir.corpus) == 5183
     assert 0 < len(beir.queries) <= 809
     assert sum(len(v) for v in beir.qrels.values()) == 919
+    # SciFact's qrels all point at its corpus and queries (ArguAna's, NFCorpus's do not)
+    assert not beir.unknown_docs and not beir.queries_without_text
 
 
 def test_kilt_snippet(tmp_path):
@@ -132,13 +134,18 @@ BAD_MIDDLE = [  # (format, file name, good record, bad record, field named in th
 ]
 
 
+def _with_other_id(rec: dict) -> dict:
+    """The same record under another id (ids are unique per file: a copy is a duplicate)."""
+    return {k: (f"{v}-b" if k in ("id", "_id") else v) for k, v in rec.items()}
+
+
 @pytest.mark.parametrize(("fmt", "name", "good", "bad", "field"), BAD_MIDDLE,
                          ids=[b[0] for b in BAD_MIDDLE])
 def test_bad_record_in_the_middle_is_skipped_with_its_location(tmp_path, fmt, name, good, bad,
                                                                field):
     """The record before and after a bad one convert; the bad one is reported, not dropped."""
     f = tmp_path / name
-    recs = [good, bad, good]
+    recs = [good, bad, _with_other_id(good)]
     if name.endswith(".jsonl"):
         f.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
         where = f"{f}:2"

@@ -18,12 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from scarlet_ray.formatting import passage_text
 from scarlet_ray.records import CorpusPassage
-
-
-def passage_text(p: CorpusPassage) -> str:
-    """What the retriever encodes for a passage: title and text."""
-    return f"{p.title}\n{p.text}" if p.title else p.text
 
 
 def corpus_fingerprint(passages: Sequence[CorpusPassage], model_id: str) -> str:
@@ -54,20 +50,51 @@ def model_identity(ref: str) -> str:
 
 def encode_texts(encoder: Any, texts: Sequence[str], batch_size: int = 64,
                  progress: bool = False, desc: str = "encode") -> np.ndarray:
-    """Normalised float32 embeddings of ``texts`` (a SentenceTransformer-like ``encode``)."""
+    """Normalised float32 embeddings of ``texts`` (a SentenceTransformer-like ``encode``).
+
+    ``progress`` shows ``models.encoder.progress_bar`` on stderr, advanced every few batches
+    (sentence-transformers' own bar draws only on a terminal-like stream, and per call).
+    """
     if not texts:
         dim = encoder.get_sentence_embedding_dimension() or 0
         return np.zeros((0, dim), dtype=np.float32)
-    emb = encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
-                         convert_to_numpy=True, show_progress_bar=progress)
-    return np.ascontiguousarray(emb, dtype=np.float32)
+    if not progress:
+        emb = encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
+                             convert_to_numpy=True, show_progress_bar=False)
+        return np.ascontiguousarray(emb, dtype=np.float32)
+    from scarlet_ray.models.encoder import progress_bar
+
+    step = batch_size * 4
+    parts = []
+    with progress_bar(len(texts), desc) as bar:
+        for start in range(0, len(texts), step):
+            chunk = list(texts[start:start + step])
+            parts.append(encoder.encode(chunk, batch_size=batch_size, normalize_embeddings=True,
+                                        convert_to_numpy=True, show_progress_bar=False))
+            bar.update(len(chunk))
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+
+def pair_scores(queries: np.ndarray, corpus: np.ndarray) -> np.ndarray:
+    """Row-wise inner products ``queries[i] . corpus[i]`` in float64.
+
+    Each score is a function of its two vectors only (exact float64 products, one fixed
+    reduction per row), unlike a BLAS matmul whose rounding depends on the matrix shape and on
+    where a row sits in the kernel's tiles: identical documents get identical scores here.
+    """
+    return (queries.astype(np.float64) * corpus.astype(np.float64)).sum(axis=-1)
 
 
 def exact_topk(queries: np.ndarray, corpus: np.ndarray, k: int, chunk: int = 65536,
                query_chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """(scores, indices), both (n_queries, min(k, n)), best first; ties go to the lower index.
 
-    Chunked over queries and corpus so memory stays at query_chunk x (chunk + k) floats.
+    A fast float32 matmul (chunked over queries and corpus, so memory stays bounded) picks the
+    candidates: every document whose matmul score is within twice the matmul's rounding bound
+    of the k-th best. The candidates are then rescored with ``pair_scores`` and ranked by
+    (score, index). So the result depends only on the vectors, never on the chunk sizes or on
+    which other queries share the batch, and exact ties really go to the lower index (a plain
+    matmul gives two identical documents scores an ulp apart, in an order that varies).
     """
     n = corpus.shape[0]
     k = min(k, n)
@@ -78,19 +105,39 @@ def exact_topk(queries: np.ndarray, corpus: np.ndarray, k: int, chunk: int = 655
         parts = [exact_topk(queries[i:i + query_chunk], corpus, k, chunk, query_chunk)
                  for i in range(0, nq, query_chunk)]
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-    best_s = np.full((nq, 0), -np.inf, dtype=np.float32)
-    best_i = np.zeros((nq, 0), dtype=np.int64)
+    # |matmul - exact| <= d * eps * |q| * |c| for any summation order (Higham 3.1); doubled.
+    dim = max(queries.shape[1], 1)
+    cmax = float(np.sqrt((corpus.astype(np.float64) ** 2).sum(axis=1).max()))
+    qnorm = np.sqrt((queries.astype(np.float64) ** 2).sum(axis=1))
+    margin = 2.0 * (dim + 2) * float(np.finfo(np.float32).eps) * qnorm * cmax
+    kth = np.full(nq, -np.inf)
+    best = np.full((nq, 0), -np.inf, dtype=np.float32)
+    pool_q, pool_i, pool_s = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
     for start in range(0, n, chunk):
-        block = corpus[start:start + chunk]
-        s = (queries @ block.T).astype(np.float32, copy=False)
-        idx = np.broadcast_to(np.arange(start, start + block.shape[0]), s.shape)
-        cand_s = np.concatenate([best_s, s], axis=1)
-        cand_i = np.concatenate([best_i, idx], axis=1)
-        # sort by (-score, index) so the result is deterministic under ties
-        order = np.lexsort((cand_i, -cand_s), axis=1)[:, :k]
-        best_s = np.take_along_axis(cand_s, order, axis=1)
-        best_i = np.take_along_axis(cand_i, order, axis=1)
-    return best_s, best_i
+        s = (queries @ corpus[start:start + chunk].T).astype(np.float32, copy=False)
+        cand = np.concatenate([best, s], axis=1)
+        if cand.shape[1] >= k:  # the k best matmul scores so far, unordered
+            best = np.partition(cand, cand.shape[1] - k, axis=1)[:, cand.shape[1] - k:]
+            kth = best.min(axis=1).astype(np.float64)
+        else:
+            best = cand
+        rows, cols = np.nonzero(s >= (kth - 2 * margin)[:, None])
+        pool_q.append(rows)
+        pool_i.append(cols + start)
+        pool_s.append(s[rows, cols].astype(np.float64))
+        pq, pi, ps = (np.concatenate(x) for x in (pool_q, pool_i, pool_s))
+        keep = ps >= kth[pq] - 2 * margin[pq]  # the threshold only rises: prune as we go
+        pool_q, pool_i, pool_s = [pq[keep]], [pi[keep]], [ps[keep]]
+    pq, pi = pool_q[0], pool_i[0]
+    if (np.bincount(pq, minlength=nq) < k).any():  # only NaN scores escape the pool
+        raise ValueError("embeddings hold NaN: cannot rank passages")
+    exact = np.concatenate([pair_scores(queries[pq[a:a + chunk]], corpus[pi[a:a + chunk]])
+                            for a in range(0, len(pq), chunk)] or [np.zeros(0)])
+    order = np.lexsort((pi, -exact, pq))  # by query, then score descending, then index
+    pq, pi, exact = pq[order], pi[order], exact[order]
+    first = np.searchsorted(pq, np.arange(nq))
+    take = (first[:, None] + np.arange(k)[None, :]).reshape(-1)
+    return (exact[take].astype(np.float32).reshape(nq, k), pi[take].reshape(nq, k))
 
 
 class DenseIndex:
@@ -189,6 +236,9 @@ def build_or_load(passages: Sequence[CorpusPassage], encoder: Any, model_id: str
     """Reload the index in ``directory`` when corpus and model match; else encode and save.
 
     ``embeddings`` lets a parallel encoder (e.g. Ray Data) supply the vectors it computed.
+    Encoding the corpus is the stage's longest silent step (minutes on a laptop), so it always
+    shows progress, whatever ``progress`` says (that only picks the other, shorter bars of the
+    stage); ``progress_bar`` keeps it to a line every 30 s off a terminal.
     """
     fp = corpus_fingerprint(passages, model_id)
     if directory is not None:
@@ -196,8 +246,8 @@ def build_or_load(passages: Sequence[CorpusPassage], encoder: Any, model_id: str
         if found is not None:
             return found
     if embeddings is None:
-        embeddings = encode_texts(encoder, [passage_text(p) for p in passages], batch_size,
-                                  progress=progress, desc="encode corpus")
+        embeddings = encode_texts(encoder, [passage_text(p.title, p.text) for p in passages],
+                                  batch_size, progress=True, desc="encode corpus")
     index = DenseIndex(passages, embeddings, fp, backend)
     if directory is not None:
         index.save(directory)

@@ -1,7 +1,10 @@
 """Readers of public formats -> records (Samples, seeds without passages, or corpus passages).
 
-Every reader is a generator of records; a record it cannot convert is reported through the
-``skipped`` list of its ``Converted`` result with the reason, never dropped silently.
+Every reader is a generator of records; a record it cannot convert (or whose id repeats an
+earlier one) is reported through the ``skipped`` list of its ``Converted`` result with its
+location and reason, never dropped silently. Record files may be a JSON array or JSONL alike
+(``base.iter_records``); formats that are one JSON object (hotpotqa-corpus, SQuAD) or TSV are
+read as such.
 """
 
 from __future__ import annotations
@@ -16,15 +19,15 @@ from scarlet_ray.datasets.musique import read_musique, read_musique_corpus
 from scarlet_ray.datasets.squad import read_squad
 
 FORMATS: dict[str, FormatSpec] = {
-    "hotpotqa": FormatSpec("samples", read_hotpotqa, "HotpotQA distractor JSON"),
+    "hotpotqa": FormatSpec("samples", read_hotpotqa, "HotpotQA distractor (JSON or JSONL)"),
     "hotpotqa-corpus": FormatSpec("corpus", read_hotpotqa_corpus, "{title: [sentences]} JSON"),
-    "musique": FormatSpec("samples", read_musique, "MuSiQue-Ans JSON or JSONL"),
-    "musique-corpus": FormatSpec("corpus", read_musique_corpus, "[{title, text}] JSON"),
-    "dpr": FormatSpec("samples", read_dpr, "DPR training JSON (positive/negative ctxs)"),
+    "musique": FormatSpec("samples", read_musique, "MuSiQue-Ans (JSON or JSONL)"),
+    "musique-corpus": FormatSpec("corpus", read_musique_corpus, "{title, text} (JSON or JSONL)"),
+    "dpr": FormatSpec("samples", read_dpr, "DPR training, positive/negative ctxs (JSON or JSONL)"),
     "dpr-corpus": FormatSpec("corpus", read_dpr_tsv_corpus, "DPR psgs_w100 TSV (id, text, title)"),
-    "flashrag-qa": FormatSpec("seeds", read_flashrag_qa, "FlashRAG QA JSONL (question, answers)"),
-    "flashrag-corpus": FormatSpec("corpus", read_flashrag_corpus, "FlashRAG corpus JSONL"),
-    "kilt": FormatSpec("seeds", read_kilt, "KILT JSONL (input, output[answer, provenance])"),
+    "flashrag-qa": FormatSpec("seeds", read_flashrag_qa, "FlashRAG QA (JSONL or JSON)"),
+    "flashrag-corpus": FormatSpec("corpus", read_flashrag_corpus, "FlashRAG corpus (JSONL/JSON)"),
+    "kilt": FormatSpec("seeds", read_kilt, "KILT input/output (JSONL or JSON)"),
     "beir": FormatSpec("corpus", read_beir_corpus, "BEIR directory or corpus.jsonl"),
     "squad": FormatSpec("samples", read_squad, "SQuAD v1/v2 JSON"),
 }

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from scarlet_ray.records import RecordError
-from scarlet_ray.synthesis.tasks import get_task
+from scarlet_ray.tasks import get_task
 
 Kind = Literal["samples", "seeds", "corpus"]
 
@@ -21,6 +21,26 @@ class Converted:
     kind: Kind
     records: list[BaseModel] = field(default_factory=list)
     skipped: list[RecordError] = field(default_factory=list)
+    id_field: str = "id"  # the source field a duplicate id is reported under
+    first_seen: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def add(self, records: Iterable[BaseModel], src: str) -> None:
+        """Keep the records converted from the source record at ``src``, unless one repeats an
+        id seen before: ids are unique per file (DESIGN.md 2), and a later duplicate would
+        silently replace the first wherever records are keyed by id, so the whole source record
+        is quarantined instead, naming where the id first appeared."""
+        recs = list(records)
+        for r in recs:
+            rid = getattr(r, "id", None)
+            if rid is not None and rid in self.first_seen:
+                self.skipped.append(RecordError(src, self.id_field, f"duplicate id {rid!r} "
+                                                f"(first at {self.first_seen[rid]})", rid))
+                return
+        for r in recs:
+            rid = getattr(r, "id", None)
+            if rid is not None:
+                self.first_seen[rid] = src
+        self.records.extend(recs)
 
 
 @dataclass(frozen=True)
@@ -33,7 +53,7 @@ class FormatSpec:
 def load_json(path: str | Path) -> Any:
     p = Path(path)
     try:
-        with open(p, encoding="utf-8") as fh:
+        with open(p, encoding="utf-8-sig") as fh:
             return json.load(fh)
     except json.JSONDecodeError as exc:
         raise RecordError(f"{p}:{exc.lineno}", "(file)", f"invalid JSON: {exc.msg}") from None
@@ -41,37 +61,47 @@ def load_json(path: str | Path) -> Any:
         raise RecordError(str(p), "(file)", f"invalid UTF-8 at byte {exc.start}") from None
 
 
-def load_json_or_jsonl(path: str | Path) -> list[tuple[str, Any]]:
-    """(source, object) for a JSON array file or a JSONL file."""
-    from scarlet_ray.records import iter_jsonl_objects
-
-    p = Path(path)
+def _first_char(p: Path) -> bytes:
+    """The first non-blank byte of a file (after a UTF-8 byte-order mark), b"" when empty."""
     with open(p, "rb") as fh:
-        head = fh.read(1024).lstrip()
-    if head.startswith(b"["):
-        return [(f"{p}:[{i}]", o) for i, o in enumerate(load_json(p))]
-    out = []
-    for lineno, obj in iter_jsonl_objects(p):
-        if isinstance(obj, RecordError):
-            raise obj
-        out.append((f"{p}:{lineno}", obj))
-    return out
+        head = fh.read(4096)
+        while head:
+            stripped = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+            if stripped:
+                return stripped[:1]
+            head = fh.read(4096)
+    return b""
 
 
-def jsonl_items(path: str | Path) -> Iterator[tuple[str, Any]]:
-    """(source, object) per JSONL line; a bad line comes as its RecordError, to be skipped."""
+def iter_records(path: str | Path, what: str = "records") -> Iterator[tuple[str, Any]]:
+    """(location, object) for each record of a JSON array file or a JSONL file alike.
+
+    Public data sets ship both ways (HotpotQA as one array, or one question a line), so the
+    readers share this one sniff of the first non-blank character: ``[`` is a JSON array
+    (locations ``file:[i]``), anything else is JSONL (locations ``file:line``; a line that is
+    no JSON comes as its RecordError, for ``convert_each`` to quarantine). A file that is one
+    JSON object spread over lines is refused as a whole, not reported line by line.
+    """
+    p = Path(path)
+    if _first_char(p) == b"[":
+        yield from ((f"{p}:[{i}]", o) for i, o in enumerate(load_json(p)))
+        return
     from scarlet_ray.records import iter_jsonl_objects
 
-    for lineno, obj in iter_jsonl_objects(path):
-        yield f"{path}:{lineno}", obj
+    first = True
+    for lineno, obj in iter_jsonl_objects(p):
+        if first and isinstance(obj, RecordError) and _is_one_object(p):
+            raise RecordError(str(p), "(file)", f"expected a JSON array or JSONL of {what} "
+                              "(one JSON object a line), got a single JSON object")
+        first = False
+        yield f"{p}:{lineno}", obj
 
 
-def array_items(path: str | Path, what: str) -> list[tuple[str, Any]]:
-    """(source, element) of a JSON array file; anything else is a file-level error."""
-    data = load_json(path)
-    if not isinstance(data, list):
-        raise RecordError(str(path), "(file)", f"expected a JSON array of {what}")
-    return [(f"{path}:[{i}]", q) for i, q in enumerate(data)]
+def _is_one_object(p: Path) -> bool:
+    try:
+        return isinstance(load_json(p), dict)
+    except RecordError:
+        return False
 
 
 def convert_each(out: Converted, items: Iterable[tuple[str, Any]], limit: int | None,
@@ -84,11 +114,16 @@ def convert_each(out: Converted, items: Iterable[tuple[str, Any]], limit: int | 
         try:
             if isinstance(obj, RecordError):
                 raise obj
-            out.records.extend(one(obj, src))
+            out.add(one(obj, src), src)
         except RecordError as err:
             out.skipped.append(err)
         except ValueError as err:  # pydantic validation of the converted record
-            out.skipped.append(RecordError(src, "(record)", str(err)))
+            out.skipped.append(RecordError(src, "(record)", " ".join(str(err).split())))
+        except (TypeError, AttributeError, KeyError, IndexError) as err:
+            # a shape the reader did not check (a number where a list belongs...): this record
+            # is quarantined, the conversion of the others goes on
+            out.skipped.append(RecordError(src, "(record)",
+                                           f"unexpected structure: {type(err).__name__}: {err}"))
     return out
 
 

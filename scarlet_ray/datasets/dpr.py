@@ -7,9 +7,9 @@ from typing import Any
 
 from scarlet_ray.datasets.base import (
     Converted,
-    array_items,
     convert_each,
     instruction_for,
+    iter_records,
     need,
     split_words,
     truncate_words,
@@ -29,16 +29,19 @@ def read_dpr(path: str, limit: int | None = None, passage_words: int | None = No
         if not pos:
             raise RecordError(src, "positive_ctxs", "no positive passage")
         ctxs = [(c, True) for c in pos]
-        ctxs += [(c, False) for c in q.get("hard_negative_ctxs", [])]
-        ctxs += [(c, False) for c in q.get("negative_ctxs", [])]
+        for key in ("hard_negative_ctxs", "negative_ctxs"):
+            neg = q.get(key) or []
+            if not isinstance(neg, list):
+                raise RecordError(src, key, f"expected a list, got {type(neg).__name__}")
+            ctxs += [(c, False) for c in neg]
         if max_passages:
             ctxs = ctxs[: max(max_passages, len(pos))]
         passages, gold = [], []
         for j, (c, is_pos) in enumerate(ctxs):
             pid = f"p{j}"
-            passages.append(Passage(id=pid, title=str(c.get("title", "")),
-                                    text=truncate_words(need(c, "text", f"{src}.ctx{j}", str),
-                                                        passage_words)))
+            text = need(c, "text", f"{src}.ctx{j}", str)  # also checks that c is an object
+            passages.append(Passage(id=pid, title=str(c.get("title") or ""),
+                                    text=truncate_words(text, passage_words)))
             if is_pos:
                 gold.append(pid)
         return [Sample(
@@ -48,7 +51,7 @@ def read_dpr(path: str, limit: int | None = None, passage_words: int | None = No
             meta={"dataset": q.get("dataset", "")},
         )]
 
-    items = [(src, (i, q)) for i, (src, q) in enumerate(array_items(path, "questions"))]
+    items = ((src, (i, q)) for i, (src, q) in enumerate(iter_records(path, "questions")))
     return convert_each(Converted("samples"), items, limit, one)
 
 
@@ -66,7 +69,10 @@ def read_dpr_tsv_corpus(path: str, limit: int | None = None,
             if len(row) < 3:
                 out.skipped.append(RecordError(src, "(line)", "expected id<TAB>text<TAB>title"))
                 continue
-            for k, chunk in enumerate(split_words(row[1], passage_words)):
-                pid = row[0] if k == 0 else f"{row[0]}-{k}"
-                out.records.append(CorpusPassage(id=pid, title=row[2], text=chunk))
+            try:
+                out.add([CorpusPassage(id=row[0] if k == 0 else f"{row[0]}-{k}", title=row[2],
+                                       text=chunk)
+                         for k, chunk in enumerate(split_words(row[1], passage_words))], src)
+            except ValueError as err:  # an empty id or text
+                out.skipped.append(RecordError(src, "(line)", " ".join(str(err).split())))
     return out

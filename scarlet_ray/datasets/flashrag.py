@@ -8,7 +8,7 @@ from scarlet_ray.datasets.base import (
     Converted,
     convert_each,
     instruction_for,
-    jsonl_items,
+    iter_records,
     need,
     split_words,
 )
@@ -30,7 +30,7 @@ def read_flashrag_corpus(path: str, limit: int | None = None,
         return [CorpusPassage(id=pid if k == 0 else f"{pid}-{k}", title=title, text=chunk)
                 for k, chunk in enumerate(split_words(text, passage_words))]
 
-    return convert_each(Converted("corpus"), jsonl_items(path), limit, one)
+    return convert_each(Converted("corpus"), iter_records(path), limit, one)
 
 
 def read_flashrag_qa(path: str, limit: int | None = None, passage_words: int | None = None,
@@ -44,4 +44,4 @@ def read_flashrag_qa(path: str, limit: int | None = None, passage_words: int | N
                        instruction=instruction_for(task), input=need(obj, "question", src, str),
                        output=answers[0], answers=answers, passages=[])]
 
-    return convert_each(Converted("seeds"), jsonl_items(path), limit, one)
+    return convert_each(Converted("seeds", id_field="id"), iter_records(path), limit, one)

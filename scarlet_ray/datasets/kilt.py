@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scarlet_ray.datasets.base import Converted, convert_each, instruction_for, jsonl_items, need
+from scarlet_ray.datasets.base import Converted, convert_each, instruction_for, iter_records, need
 from scarlet_ray.records import RecordError, Sample
 
 # KILT task names in ids/file names -> our task pool
@@ -33,4 +33,4 @@ def read_kilt(path: str, limit: int | None = None, passage_words: int | None = N
                        output=answers[0], answers=answers, passages=[],
                        meta={"provenance_titles": [t for t in prov if t]})]
 
-    return convert_each(Converted("seeds"), jsonl_items(path), limit, one)
+    return convert_each(Converted("seeds"), iter_records(path), limit, one)

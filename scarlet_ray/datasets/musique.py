@@ -6,10 +6,9 @@ from typing import Any
 
 from scarlet_ray.datasets.base import (
     Converted,
-    array_items,
     convert_each,
     instruction_for,
-    load_json_or_jsonl,
+    iter_records,
     need,
     split_words,
     truncate_words,
@@ -27,21 +26,30 @@ def read_musique(path: str, limit: int | None = None, passage_words: int | None 
         passages, gold = [], []
         for j, para in enumerate(need(q, "paragraphs", src, list)):
             psrc = f"{src}.paragraphs.{j}"
-            pid = f"p{para.get('idx', j)}"
-            passages.append(Passage(id=pid, title=need(para, "title", psrc, str),
+            title = need(para, "title", psrc, str)  # also checks that para is an object
+            idx = para.get("idx", j)
+            if not isinstance(idx, int) or isinstance(idx, bool):
+                raise RecordError(psrc, "idx", f"expected an integer, got {type(idx).__name__}",
+                                  qid)
+            pid = f"p{idx}"
+            passages.append(Passage(id=pid, title=title,
                                     text=truncate_words(need(para, "paragraph_text", psrc, str),
                                                         passage_words)))
             if para.get("is_supporting"):
                 gold.append(pid)
         answer = need(q, "answer", src, str)
-        aliases = [a for a in q.get("answer_aliases", []) if isinstance(a, str)]
+        aliases = q.get("answer_aliases") or []
+        if not isinstance(aliases, list):
+            raise RecordError(src, "answer_aliases", f"expected a list, got "
+                              f"{type(aliases).__name__}", qid)
+        aliases = [a for a in aliases if isinstance(a, str)]
         return [Sample(
             id=f"musique-{qid}", task=task, instruction=instruction_for(task),
             input=need(q, "question", src, str), output=answer,
             answers=[answer, *aliases], passages=passages, gold_passage_ids=gold,
         )]
 
-    return convert_each(Converted("samples"), load_json_or_jsonl(path), limit, one)
+    return convert_each(Converted("samples"), iter_records(path, "questions"), limit, one)
 
 
 def read_musique_corpus(path: str, limit: int | None = None,
@@ -53,5 +61,5 @@ def read_musique_corpus(path: str, limit: int | None = None,
         return [CorpusPassage(id=f"musique-{i}-{k}", title=title, text=chunk)
                 for k, chunk in enumerate(split_words(text, passage_words))]
 
-    items = [(src, (i, d)) for i, (src, d) in enumerate(array_items(path, "{title, text}"))]
+    items = ((src, (i, d)) for i, (src, d) in enumerate(iter_records(path, "{title, text}")))
     return convert_each(Converted("corpus"), items, limit, one)

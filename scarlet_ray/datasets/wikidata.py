@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from scarlet_ray.context.knowledge import PID_RE, QID_RE, WD, WDT, sparql_literal
 from scarlet_ray.records import RecordError
+from scarlet_ray.sparql import PID_RE, QID_RE, WD, WDT, sparql_literal
 
 TURTLE_PREFIXES = (
     f"@prefix wd: <{WD}> .\n"
@@ -116,14 +116,6 @@ def to_turtle(paths: Iterable[str | Path], languages: Sequence[str] | None = ("e
             seen.add(eid)
             lines.extend(t + "\n" for t in entity_triples(entity, languages))
     return "".join(lines)
-
-
-def write_turtle(paths: Iterable[str | Path], output: str | Path,
-                 languages: Sequence[str] | None = ("en",)) -> Path:
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(to_turtle(paths, languages), encoding="utf-8")
-    return out
 
 
 def shared_wikidata_files(data_dir: str | Path) -> list[Path]:

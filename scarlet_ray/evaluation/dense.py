@@ -18,18 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from scarlet_ray.context.index import exact_topk
+from scarlet_ray.formatting import passage_text, query_text  # noqa: F401 (re-export)
+from scarlet_ray.models.encoder import progress_bar
 
 log = logging.getLogger(__name__)
 
 SHARD_SIZE = 8192
-
-
-def passage_text(title: str, text: str) -> str:
-    """How a passage is shown to the bi-encoder: ``title text`` (the BEIR convention)."""
-    return f"{title} {text}".strip() if title else text
 
 
 def model_fingerprint(model: Any) -> str:
@@ -59,7 +56,7 @@ def encode(model: Any, texts: Sequence[str], *, batch_size: int = 64, desc: str 
            progress: tqdm | None = None) -> np.ndarray:
     """L2-normalised float32 embeddings, one row per text, with a progress bar."""
     own = progress is None
-    bar = progress if progress is not None else tqdm(total=len(texts), desc=desc, unit="text")
+    bar = progress if progress is not None else progress_bar(len(texts), desc)
     out: list[np.ndarray] = []
     step = batch_size * 4
     try:
@@ -116,7 +113,7 @@ def encode_corpus(model: Any, ids: Sequence[str], texts: Sequence[str], cache_di
         todo.append(s)
     remaining = sum(len(order[s * shard_size:(s + 1) * shard_size]) for s in todo)
     if todo:
-        with tqdm(total=remaining, desc=f"encode {kind}", unit="text") as bar:
+        with progress_bar(remaining, f"encode {kind}") as bar:
             for s in todo:
                 idx = order[s * shard_size:(s + 1) * shard_size]
                 arr = encode(model, [texts[i] for i in idx], batch_size=batch_size, progress=bar)
@@ -149,7 +146,7 @@ def search(model: Any, query_texts: Sequence[str], doc_ids: Sequence[str],
     key = model_key or model_fingerprint(model)
     corpus_emb, info = encode_corpus(model, doc_ids, doc_texts, cache_dir,
                                      batch_size=batch_size, model_key=key)
-    q_texts = [query_prefix + q for q in query_texts]
+    q_texts = [query_text(query_prefix, q) for q in query_texts]
     q_emb, _ = encode_corpus(model, [str(i) for i in range(len(q_texts))], q_texts, cache_dir,
                              batch_size=batch_size, model_key=key, kind="queries")
     if len(doc_ids) == 0:

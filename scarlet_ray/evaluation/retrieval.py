@@ -103,7 +103,8 @@ def evaluate_dense(encoder: Any, beir: Any, *, k: int = 100, cache_dir: Path | N
 
     Returns {"metrics", "per_query", "hits", "info"}; ``hits`` is {qid: [(docid, score)...]}.
     """
-    from scarlet_ray.evaluation.dense import passage_text, search
+    from scarlet_ray.evaluation.dense import search
+    from scarlet_ray.formatting import passage_text
 
     qids = sorted(beir.queries)
     if limit is not None:
@@ -117,4 +118,7 @@ def evaluate_dense(encoder: Any, beir: Any, *, k: int = 100, cache_dir: Path | N
     run = {q: dict(h) for q, h in hits.items()}
     qrels = {q: beir.qrels[q] for q in qids}
     per_q = per_query_metrics(qrels, run)
+    # qrels pointing nowhere (read_beir warned): said in the result, not only in a log line
+    info = {**info, "qrels_unknown_docs": len(getattr(beir, "unknown_docs", [])),
+            "qrels_queries_without_text": len(getattr(beir, "queries_without_text", []))}
     return {"metrics": aggregate(per_q), "per_query": per_q, "hits": hits, "info": info}

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from scarlet_ray.evaluation.dense import top_k
@@ -145,19 +145,54 @@ def test_trec_run_roundtrip(tmp_path):
     assert compute_metrics(QRELS, back) == pytest.approx(compute_metrics(QRELS, _run()))
 
 
+def _exact_scores(q: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Correctly rounded inner products (math.fsum of exact float64 products): the reference
+    that a BLAS matmul is not (its rounding depends on shapes and tile positions)."""
+    return np.array([[math.fsum(float(a) * float(b) for a, b in zip(qi, cj, strict=True))
+                      for cj in c] for qi in q])
+
+
+# (1, 40, 40, 17) and (4, 22, 17, 31) failed before the fix: identical corpus rows got
+# matmul scores an ulp apart, in an order that depended on the chunking
 @given(st.integers(1, 7), st.integers(1, 40), st.integers(1, 50), st.integers(0, 2**31 - 1))
+@example(1, 40, 40, 17)
+@example(4, 22, 17, 31)
 @settings(max_examples=60, deadline=None)
 def test_top_k_matches_full_sort(nq, nd, k, seed):
     rng = np.random.default_rng(seed)
     q = rng.standard_normal((nq, 4)).astype(np.float32)
-    # few distinct values so ties happen; ties go to the lower index
+    # few distinct values so exact ties (identical rows) happen; ties go to the lower index
     c = rng.integers(-2, 3, size=(nd, 4)).astype(np.float32)
     scores, idx = top_k(q, c, k, chunk_size=7, query_chunk=3)
-    full = q @ c.T
+    full = _exact_scores(q, c)
     for i in range(nq):
         want = sorted(range(nd), key=lambda j: (-full[i, j], j))[: min(k, nd)]
         assert list(idx[i]) == want
         assert np.allclose(scores[i], full[i, want])
+
+
+def test_top_k_exact_ties_go_to_the_lower_index_whatever_the_chunking():
+    """Duplicated documents tie exactly: the lower index wins, and neither the chunk sizes nor
+    the other queries in the batch change a query's ranking (a resumed run ranks alike)."""
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((5, 16)).astype(np.float32)
+    c = np.concatenate([base, base[::-1], base])  # each row three times, at 3 positions
+    q = rng.standard_normal((9, 16)).astype(np.float32)
+    ref_s, ref_i = top_k(q, c, 15)
+    for chunk, qchunk in [(1, 1), (2, 4), (7, 3), (15, 9), (4, 1)]:
+        s, i = top_k(q, c, 15, chunk_size=chunk, query_chunk=qchunk)
+        assert np.array_equal(i, ref_i) and np.array_equal(s, ref_s)
+    for row in range(9):  # a query alone ranks as it does in the batch
+        s, i = top_k(q[row:row + 1], c, 15)
+        assert np.array_equal(i[0], ref_i[row]) and np.array_equal(s[0], ref_s[row])
+    for row in range(9):
+        # the three copies of a document are adjacent in the ranking, lower index first, and
+        # have equal scores
+        for a in range(0, 15, 3):
+            trio = ref_i[row, a:a + 3]
+            assert list(trio) == sorted(trio)
+            assert len({tuple(c[j]) for j in trio}) == 1
+            assert ref_s[row, a] == ref_s[row, a + 1] == ref_s[row, a + 2]
 
 
 @settings(max_examples=30, deadline=None)

@@ -9,8 +9,9 @@ from eval_fixtures import DOCS, write_beir
 
 from scarlet_ray.cli import main as cli
 from scarlet_ray.datasets.beir import read_beir
-from scarlet_ray.evaluation.dense import passage_text
 from scarlet_ray.evaluation.retrieval import compute_metrics, read_trec_run
+from scarlet_ray.formatting import passage_text
+from scarlet_ray.records import RecordError
 
 
 def _beir(tmp_path):
@@ -89,3 +90,75 @@ def test_corpus_cache_resumes_missing_shards_and_keys_on_weights(tmp_path, tiny_
         next(model.parameters()).add_(0.5)
     _, info3 = encode_corpus(model, ids, texts, tmp_path, shard_size=2)
     assert info3["cache_key"] != info["cache_key"] and info3["encoded"] == len(DOCS)
+
+
+# ------------------------------------------------------------------ item 7: BEIR ids and qrels
+
+
+def _retrieval_argv(tiny_encoder, beir_dir, out):
+    return ["evaluate", "retrieval", "--model", str(tiny_encoder), "--beir", str(beir_dir),
+            "--split", "test", "--output", str(out)]
+
+
+@pytest.mark.parametrize("which", ["queries", "corpus"])
+def test_duplicate_beir_id_is_an_error_naming_both_lines(tmp_path, tiny_encoder, capsys, which):
+    """A duplicated query (or document) silently replaced the first: nDCG@10 0.923 -> 0.794."""
+    beir_dir = _beir(tmp_path)
+    f = beir_dir / f"{which}.jsonl"
+    lines = f.read_text().splitlines()
+    dup = {"_id": "q1", "text": "another question"} if which == "queries" else \
+        {"_id": "d2", "title": "B", "text": "another document"}
+    f.write_text("\n".join([*lines, json.dumps(dup)]) + "\n")
+    first = 1 if which == "queries" else 2
+    with pytest.raises(RecordError) as exc:
+        read_beir(beir_dir, "test")
+    assert exc.value.source == f"{f}:{len(lines) + 1}" and exc.value.field == "_id"
+    rc = cli(_retrieval_argv(tiny_encoder, beir_dir, tmp_path / "out"))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err, err
+    assert f"{f}:{len(lines) + 1}" in err and repr(dup["_id"]) in err
+    assert f"first at {f}:{first}" in err
+
+
+def test_qrels_pointing_nowhere_are_counted_warned_and_kept_as_beir_does(tmp_path, tiny_encoder,
+                                                                        caplog):
+    """Real BEIR sets ship such qrels (ArguAna, NFCorpus): counted and reported, not refused."""
+    from scarlet_ray.evaluation.retrieval import evaluate_dense
+    from scarlet_ray.models.encoder import load_encoder
+
+    text = {d: passage_text(t, x) for d, t, x in DOCS}
+    qrels = {"q1": {"d1": 1, "d404": 1}, "q2": {"d3": 1}, "q9": {"d2": 1}}
+    beir_dir = write_beir(tmp_path / "beir", {"q1": text["d1"], "q2": text["d3"]}, qrels)
+    tsv = beir_dir / "qrels" / "test.tsv"
+    with caplog.at_level("WARNING"):
+        beir = read_beir(beir_dir, "test")
+    assert beir.unknown_docs == [f"{tsv}:3: q1 d404"]
+    assert beir.queries_without_text == [f"{tsv}:5: q9"]
+    assert "1 qrels name a document not in the corpus" in caplog.text
+    assert "1 queries with qrels are not in queries.jsonl" in caplog.text
+    res = evaluate_dense(load_encoder(str(tiny_encoder)), beir)
+    assert res["info"]["qrels_unknown_docs"] == 1
+    assert res["info"]["qrels_queries_without_text"] == 1
+    assert set(res["per_query"]) == {"q1", "q2"}
+    # the missing document stays judged, as in BEIR's evaluation: q1 can find only half
+    assert res["per_query"]["q1"]["recall@100"] == pytest.approx(0.5)
+
+
+# ------------------------------------------------------------------ item 11: progress
+
+
+def test_corpus_encoding_shows_progress_off_a_terminal(tmp_path, tiny_encoder, capfd):
+    """The quickstart's context stage printed nothing while it encoded the corpus."""
+    from scarlet_ray.context.index import build_or_load
+    from scarlet_ray.models.encoder import load_encoder
+    from scarlet_ray.records import CorpusPassage
+
+    passages = [CorpusPassage(id=d, title=t, text=x) for d, t, x in DOCS]
+    model = load_encoder(str(tiny_encoder))
+    capfd.readouterr()
+    # progress=False is what `scarlet context` passes when stderr is no terminal
+    build_or_load(passages, model, "tiny", tmp_path / "index", progress=False)
+    err = capfd.readouterr().err
+    assert "encode corpus" in err and f"{len(DOCS)}/{len(DOCS)}" in err
+    build_or_load(passages, model, "tiny", tmp_path / "index", progress=False)
+    assert "encode corpus" not in capfd.readouterr().err  # reloaded: nothing encoded
