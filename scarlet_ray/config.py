@@ -6,11 +6,14 @@ on the command line fails at load time with the dotted key in the message, not h
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from scarlet_ray.redact import redact, register_secret, register_secret_env, register_url_secrets
 
 
 class ConfigError(ValueError):
@@ -19,6 +22,32 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# well-known key shapes that also pass as variable names (HF, GitHub, Slack, AWS, Stripe ...)
+_KEY_SHAPE = re.compile(r"^(?:sk|rk|pk|hf|ghp|gho|ghs|ghu|github_pat|xox[abpr]|glpat)[-_]"
+                        r"|^AKIA[0-9A-Z]{16}$")
+
+
+def _env_var_name(v: str) -> str:
+    """A setting that names an environment variable must hold a name, never the secret itself;
+    the message does not repeat the value (it may be a key typed by mistake)."""
+    looks_like_key = bool(_KEY_SHAPE.search(v)) or (
+        len(v) >= 24 and any(c.isdigit() for c in v) and any(c.islower() for c in v))
+    if looks_like_key or not _ENV_NAME.match(v):
+        register_secret(v)  # mask it wherever else it might be printed
+        why = "looks like a key itself" if looks_like_key else \
+            "is not a variable name (letters, digits and _, not starting with a digit)"
+        raise ValueError(f"must be the NAME of the environment variable that holds the key "
+                         f"(e.g. OPENAI_API_KEY); the value given {why} and is not shown")
+    return v
+
+
+def _url_setting(v: str | None) -> str | None:
+    """URLs may carry credentials (user:pw@, ?api-key=); register them so outputs mask them."""
+    register_url_secrets(v)
+    return v
 
 
 class DataConfig(_Section):
@@ -72,6 +101,8 @@ class ContextConfig(_Section):
     index_backend: Literal["exact", "faiss"] = "exact"
     encode_batch_size: int = Field(default=64, ge=1)
 
+    _endpoint = field_validator("endpoint")(_url_setting)
+
 
 class TaskSpec(_Section):
     """A user-defined task added to the built-in pool."""
@@ -113,6 +144,15 @@ class SynthesisConfig(_Section):
     seed: int = 0
     prefill: bool = False
     max_contexts: int | None = Field(default=None, ge=1)
+
+    _base_url = field_validator("base_url")(_url_setting)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _api_key_env(cls, v: str) -> str:
+        v = _env_var_name(v)
+        register_secret_env(v)
+        return v
 
 
 class AttributionConfig(_Section):
@@ -225,6 +265,8 @@ class RayConfig(_Section):
     num_cpus: int | None = Field(default=None, ge=1)
     object_store_memory: int | None = None
 
+    _address = field_validator("address")(_url_setting)
+
 
 class GpuSpec(_Section):
     """One device type for ``scarlet plan``; unset fields keep the built-in estimate."""
@@ -252,7 +294,6 @@ class Config(_Section):
 
     name: str = "quickstart"
     seed: int = 42
-    output_dir: str | None = None
     data: DataConfig = Field(default_factory=DataConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     context: ContextConfig = Field(default_factory=ContextConfig)
@@ -282,14 +323,17 @@ class Config(_Section):
 
 
 def _format_error(err: ValidationError, source: str) -> str:
+    """``source: dotted.key: reason`` per error; never the input value (it may be a secret)."""
     parts = []
-    for e in err.errors():
+    for e in err.errors(include_input=False, include_url=False):
         key = ".".join(str(p) for p in e["loc"])
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif e["type"] == "value_error" and "error" in e.get("ctx", {}):
+            msg = str(e["ctx"]["error"])  # our validators' own words, without "Value error, "
         parts.append(f"{source}: {key}: {msg}")
-    return "; ".join(parts)
+    return redact("; ".join(parts))
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

@@ -11,19 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scarlet_ray import __version__
-
-SECRET_HINTS = ("key", "token", "secret", "password")
-
-
-def _scrub(obj: Any) -> Any:
-    """Drop values under secret-looking keys; configs never hold secrets, this is a backstop."""
-    if isinstance(obj, Mapping):
-        return {k: ("<redacted>" if any(h in str(k).lower() for h in SECRET_HINTS)
-                    and isinstance(v, str) and not str(k).endswith("_env") else _scrub(v))
-                for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_scrub(v) for v in obj]
-    return obj
+from scarlet_ray.redact import redact, redact_obj
 
 
 def write_manifest(directory: str | Path, stage: str, *, config: Mapping[str, Any] | None = None,
@@ -40,15 +28,18 @@ def write_manifest(directory: str | Path, stage: str, *, config: Mapping[str, An
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": platform.node(),
         "python": platform.python_version(),
-        "config": _scrub(dict(config or {})),
+        "config": dict(config or {}),
         "models": dict(models or {}),
         "counts": dict(counts or {}),
         "timings": {k: round(float(v), 3) for k, v in (timings or {}).items()},
-        **_scrub(dict(extra or {})),
+        **dict(extra or {}),
     }
     path = d / "manifest.json"
     tmp = d / "manifest.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    # everything written goes through the one redaction (URL credentials, key values, secret
+    # keys), objects json cannot write too, as text
+    tmp.write_text(json.dumps(redact_obj(data), indent=2, ensure_ascii=False,
+                              default=lambda o: redact(str(o))))
     os.replace(tmp, path)
     return path
 

@@ -243,13 +243,19 @@ def read_samples(path: str | Path, **kwargs: Any) -> list[Sample]:
 
 
 def append_errors(path: str | Path, errors: Iterable[RecordError | dict[str, Any]]) -> None:
-    """Append quarantine entries (source, id, field, reason) to an errors.jsonl file."""
+    """Append quarantine entries (source, id, field, reason) to an errors.jsonl file.
+
+    Every entry is redacted: reasons quote URLs and server answers, which may hold credentials.
+    """
+    from scarlet_ray.redact import redact, redact_obj
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     with open(p, "a", encoding="utf-8") as fh:
         for e in errors:
             d = e.as_dict() if isinstance(e, RecordError) else e
-            fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+            fh.write(json.dumps(redact_obj(d), ensure_ascii=False,
+                                default=lambda o: redact(str(o))) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
 

@@ -3,7 +3,8 @@
 It writes answers from what the prompt says (first passage title as the answer, SUPPORTS for
 label tasks, [YES] for checks) and misbehaves on markers placed in passage text: ``[[hang]]``,
 ``[[malformed]]``, ``[[checkno]]``, ``[[badlabel]]``, ``[[notincontext]]``. It counts attempts and
-records the Authorization headers it was sent.
+records the Authorization headers it was sent; with ``echo_401`` it refuses every request with a
+401 whose body quotes the key and the request path back (as careless servers do).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class ServerState:
         self.delay_s = 0.0  # every 200 answer waits this long (to observe parallelism)
         self.inflight = 0
         self.max_inflight = 0
+        self.echo_401 = False  # answer 401 quoting the Authorization header and the path
+        self.echo_pad = ""  # text before the quoted key (moves it across a reader's cut)
+        self.paths: list[str] = []
 
     def reset_counts(self) -> None:
         with self.lock:
@@ -90,6 +94,19 @@ def make_handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802 - http.server naming
             n = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(n) or b"{}")
+            auth = self.headers.get("Authorization", "")
+            with state.lock:
+                state.paths.append(self.path)
+            if state.echo_401:
+                with state.lock:
+                    state.attempts += 1
+                    state.auth.append(auth)
+                key = auth.removeprefix("Bearer ")
+                self._send(401, {"error": {
+                    "message": f"{state.echo_pad}Incorrect API key provided: {key}. "
+                               f"Request: POST {self.path}",
+                    "type": "invalid_request_error", "code": "invalid_api_key"}})
+                return
             if self.path != "/v1/chat/completions":
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
                 return

@@ -16,6 +16,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+from scarlet_ray.redact import redact, register_secret_env, register_url_secrets
+
 log = logging.getLogger(__name__)
 
 
@@ -85,6 +87,7 @@ class ChatLLM(ABC):
     backend: str
     model: str
     supports_prefill: bool = False
+    window: int | None = None  # tokens for prompt + answer where known (prompts are fitted to it)
 
     @abstractmethod
     def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
@@ -93,6 +96,10 @@ class ChatLLM(ABC):
     def identity(self) -> dict[str, Any]:
         """What makes two backends' answers interchangeable (part of the cache key)."""
         return {"backend": self.backend, "model": self.model}
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        """The prompt's token ids; backends with a ``window`` must say, to fit prompts to it."""
+        raise NotImplementedError(f"{type(self).__name__} does not tokenise prompts")
 
 
 class OpenAIChat(ChatLLM):
@@ -108,6 +115,9 @@ class OpenAIChat(ChatLLM):
                  concurrency: int = 4, send_seed: bool = False):
         import openai
 
+        # whatever writes or logs later masks the key and the URL's credentials
+        register_secret_env(api_key_env)
+        register_url_secrets(base_url)
         key = os.environ.get(api_key_env)
         if not key:
             if base_url is None:
@@ -159,7 +169,9 @@ class OpenAIChat(ChatLLM):
                 reason, retryable, detail = "connection", True, type(exc).__name__
             except oa.APIStatusError as exc:
                 code = exc.status_code
-                reason, detail = f"http_{code}", str(exc)[:200]
+                # redact before cutting: a cut through an echoed key or URL would leave a piece
+                # that no longer looks like one
+                reason, detail = f"http_{code}", redact(str(exc))[:200]
                 retryable = code in self.RETRY_STATUS or code >= 500
                 try:
                     ra = exc.response.headers.get("retry-after")
@@ -184,19 +196,34 @@ class LocalChat(ChatLLM):
     def __init__(self, generator: Any):
         self.gen = generator
         self.model = generator.name
+        self.window = generator.window
         self._lock = threading.Lock()  # one generate at a time: the CPU is the bottleneck
+
+    def _encode(self, messages: list[dict]) -> Any:
+        # a final assistant message is a prefill: generation continues it (small models hit the
+        # required format far more often when its first characters are given)
+        prefix = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
+        return self.gen.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=not prefix, continue_final_message=bool(prefix),
+            tokenize=True, return_dict=True, return_tensors="pt")
+
+    def prompt_ids(self, messages: list[dict]) -> list[int]:
+        """Exactly the ids ``chat`` feeds the model, so a fitted prompt is the prompt run."""
+        return self._encode(messages)["input_ids"][0].tolist()
 
     def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
              seed: int = 0) -> ChatResult:
         import torch
 
         tok, model = self.gen.tokenizer, self.gen.model
-        # a final assistant message is a prefill: generation continues it (small models hit the
-        # required format far more often when its first characters are given)
         prefix = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
-        enc = tok.apply_chat_template(messages, add_generation_prompt=not prefix,
-                                      continue_final_message=bool(prefix), tokenize=True,
-                                      return_dict=True, return_tensors="pt")
+        enc = self._encode(messages)
+        n_prompt = int(enc["input_ids"].shape[1])
+        if self.window is not None and n_prompt + max_tokens > self.window:
+            # callers fit passages first (prompt.fit_passages); this stops anything else from
+            # running a prompt past the window for minutes
+            raise LLMError("context_window", f"prompt {n_prompt} + {max_tokens} new tokens "
+                           f"exceed the model's window of {self.window}")
         ids = enc["input_ids"].to(self.gen.device)
         mask = enc["attention_mask"].to(self.gen.device)
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_tokens,
