@@ -11,14 +11,13 @@ and prints tokens/s, naive-equivalent tokens/s, samples/s, model FLOP utilisatio
 FLOPs on forwarded tokens + LM-head FLOPs on the rows it ran on, over the peak of the dtype)
 and the speed-up in naive-equivalent tokens/s; writes bench/results/attribution.json.
 
-    PYTHONPATH=. python bench/attribution.py --samples 20 --masks 64 --naive-masks 8 \
+    python bench/attribution.py --samples 20 --masks 64 --naive-masks 8 \
         --contextcite-samples 2
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -26,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
+from _common import RESULTS, hotpotqa_train, write_json
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:
@@ -63,12 +61,9 @@ def main() -> None:
     ap.add_argument("--contextcite-samples", type=int, default=0,
                     help="also run ContextCite 0.0.4 (same model, same ablation count) on K")
     ap.add_argument("--generator", default="smollm2-135m-instruct")
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hotpotqa" /
-                                          "hotpotqa_train.json"))
-    ap.add_argument("--output", default=str(ROOT / "bench" / "results" / "attribution.json"))
+    ap.add_argument("--data", default=str(hotpotqa_train()))
+    ap.add_argument("--output", default=str(RESULTS / "attribution.json"))
     args = ap.parse_args()
-    if not Path(args.data).exists():
-        args.data = "/work/shared/data/hotpotqa/hotpotqa_train.json"
 
     from scarlet_ray.attribution.engine import AttributionEngine
     from scarlet_ray.attribution.scoring import ScoreStats, naive_scores, score_masks
@@ -134,9 +129,6 @@ def main() -> None:
     v_naive, v_f32, v_bf = vals["naive_fp32"], vals["fast_fp32"], vals.get("fast_bf16")
 
     if args.contextcite_samples:
-        import sys
-
-        sys.path.insert(0, str(ROOT / "bench"))
         from contextcite_peer import contextcite_utilities
 
         gcc = g16 or g32
@@ -206,7 +198,7 @@ def main() -> None:
         "results": results,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(out, indent=2))
+    write_json(args.output, out)
     print("matmul peak: " + ", ".join(f"{k} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()))
     print(f"{'run':<14}{'samples':>8}{'tok/s':>10}{'eq tok/s':>10}{'samples/s':>11}"
           f"{'MFU':>8}{'speedup':>9}")

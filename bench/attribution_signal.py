@@ -17,7 +17,7 @@ number of ablations; its rows and ours on those same questions are reported side
 Resumable: per-question records are appended to ``--records``; a rerun skips finished ones. A
 record appended later for the same (variant, id) replaces the earlier one.
 
-    PYTHONPATH=. python bench/attribution_signal.py --limit 50 --masks 64 --contextcite 10
+    python bench/attribution_signal.py --limit 50 --masks 64 --contextcite 10
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import RESULTS, hotpotqa_train, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 METHODS_FIXED = ("loo", "attention", "similarity", "random")
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)
 MASK_COUNTS = (16, 32, 64)
@@ -108,12 +108,9 @@ def score_question(gen, enc, eng, sv, variant: str, pairs, gold, n_cc: bool) -> 
 def add_contextcite(gen, eng, sv, rec: dict) -> None:
     """ContextCite on the same question (same model, prompt and number of ablations), and its
     masks scored by our engine."""
-    import sys
+    from contextcite_peer import contextcite_utilities
 
     from scarlet_ray.attribution.scoring import TARGETS, score_masks_multi
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from contextcite_peer import contextcite_utilities
 
     prep = eng.prepare(sv)
     if [p.id for p in prep.passages] != rec["passage_ids"]:
@@ -315,12 +312,9 @@ def main() -> None:
     ap.add_argument("--default", default="logprob_sum,ridge,1.0",
                     help="target,surrogate,alpha reported as 'perturbation (default)'")
     ap.add_argument("--analyse", action="store_true", help="only re-run the sweep")
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hotpotqa" /
-                                          "hotpotqa_train.json"))
-    ap.add_argument("--records", default=str(ROOT / "bench" / "results" /
-                                             "attribution_signal_records.jsonl"))
-    ap.add_argument("--output", default=str(ROOT / "bench" / "results" /
-                                            "attribution_signal.json"))
+    ap.add_argument("--data", default=str(hotpotqa_train()))
+    ap.add_argument("--records", default=str(RESULTS / "attribution_signal_records.jsonl"))
+    ap.add_argument("--output", default=str(RESULTS / "attribution_signal.json"))
     args = ap.parse_args()
     t_def, kind_def, a_def = args.default.split(",")
     default = (t_def, kind_def, float(a_def))
@@ -399,7 +393,7 @@ def main() -> None:
                           for r in done.values() if "skipped" in r]
     summary["config"] = {"masks": args.masks, "default": args.default, "limit": args.limit,
                          "dtype": args.dtype}
-    Path(args.output).write_text(json.dumps(summary, indent=2))
+    write_json(args.output, summary)
     for v in ("plain", "counterfactual"):
         if v not in summary:
             continue

@@ -6,32 +6,28 @@ access). For each data set: seeds that yield a context, entities per seed before
 expansion (the paper's Table 12: 3.4 -> 9.3 on HotpotQA), and the fraction of contexts holding
 at least one gold passage, with and without expansion.
 
-    PYTHONPATH=. nice python bench/context_stats.py   # -> bench/results/context_stats.json
+    nice python bench/context_stats.py   # -> bench/results/context_stats.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import RESULTS, ROOT, shared_data_dir, write_json
 
-from scarlet_ray.config import ContextConfig  # noqa: E402
-from scarlet_ray.context.build import ContextBuilder, gold_matches, load_corpus  # noqa: E402
-from scarlet_ray.context.entities import EntityExtractor  # noqa: E402
-from scarlet_ray.context.index import build_or_load, model_identity  # noqa: E402
-from scarlet_ray.context.knowledge import CorpusGraph  # noqa: E402
-from scarlet_ray.datasets import convert  # noqa: E402
-from scarlet_ray.manifest import print_table  # noqa: E402
-from scarlet_ray.models.encoder import load_encoder  # noqa: E402
-from scarlet_ray.models.ner import load_ner  # noqa: E402
+from scarlet_ray.config import ContextConfig
+from scarlet_ray.context.build import ContextBuilder, gold_matches, load_corpus
+from scarlet_ray.context.corpus_graph import CorpusGraph
+from scarlet_ray.context.entities import EntityExtractor
+from scarlet_ray.context.index import build_or_load, model_identity
+from scarlet_ray.datasets import convert
+from scarlet_ray.manifest import print_table
+from scarlet_ray.models.encoder import load_encoder
+from scarlet_ray.models.ner import load_ner
 
 
 def summarize(seeds, results, by_id_seed) -> dict:
@@ -63,9 +59,8 @@ def summarize(seeds, results, by_id_seed) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=os.environ.get("SCARLET_SHARED_DATA",
-                                                    str(ROOT.parent / "shared" / "data")))
-    ap.add_argument("--output", default=str(ROOT / "bench" / "results" / "context_stats.json"))
+    ap.add_argument("--data", default=str(shared_data_dir()))
+    ap.add_argument("--output", default=str(RESULTS / "context_stats.json"))
     ap.add_argument("--index-dir", default=str(ROOT / ".cache" / "context_stats_index"))
     ap.add_argument("--limit", type=int, default=100)
     args = ap.parse_args()
@@ -132,9 +127,7 @@ def main() -> int:
     result["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     result["host"] = {"machine": platform.machine(), "python": platform.python_version(),
                       "note": "2 shared CPU cores, heavily contended by other jobs"}
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    out = write_json(args.output, result)
     print_table("shared-context statistics (corpus graph)", rows,
                 ("data", "expansion", "seeds with context", "entities/seed", "queries/seed",
                  "ctx with gold (text|title)", "ctx with gold (text)", "gold titles recalled"))

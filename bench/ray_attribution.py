@@ -28,29 +28,20 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from _common import RESULTS, hotpotqa_train, write_json
+
+from scarlet_ray.config import load_config
+from scarlet_ray.manifest import print_table, read_manifest
+from scarlet_ray.records import Passage, Sample, read_attributions
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from scarlet_ray.config import load_config  # noqa: E402
-from scarlet_ray.manifest import print_table, read_manifest  # noqa: E402
-from scarlet_ray.records import Passage, Sample, read_attributions  # noqa: E402
-
-
-def shared_data() -> Path:
-    env = os.environ.get("SCARLET_SHARED_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data"
-
 
 def hotpot_samples(limit: int, words: int) -> list[Sample]:
     """HotpotQA samples (10 paragraphs each), every paragraph cut to its first ``words`` words."""
     from scarlet_ray.attribution.engine import cut_words
     from scarlet_ray.datasets import convert
 
-    recs = convert("hotpotqa", str(shared_data() / "hotpotqa" / "hotpotqa_train.json"),
+    recs = convert("hotpotqa", str(hotpotqa_train()),
                    limit=limit).records
     return [s.model_copy(update={"passages": cut_words(list(s.passages), words)}) for s in recs]
 
@@ -94,12 +85,12 @@ def ray_run(cfg, inp: Path, out: Path) -> dict:
     """Run the Ray runner on an already started cluster, sampling memory on the side."""
     import ray
 
-    from scarlet_ray.distributed.attribute import run_attribution
+    from scarlet_ray.attribution.stage import run as run_attribution
 
     sampler = Sampler(ray.get_runtime_context().gcs_address)
     sampler.start()
     t0 = time.perf_counter()
-    rc = run_attribution(cfg, str(inp), str(out))
+    rc = run_attribution(cfg, str(inp), str(out)).exit_code
     wall = time.perf_counter() - t0
     sampler.stop.set()
     sampler.join()
@@ -287,7 +278,7 @@ def main() -> int:
     ap.add_argument("--scale-passages", type=int, default=3)
     ap.add_argument("--scale-words", type=int, default=15)
     ap.add_argument("--scale-batch", type=int, default=16)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "ray_attribution.json"))
+    ap.add_argument("--out", default=str(RESULTS / "ray_attribution.json"))
     args = ap.parse_args()
     out = Path(args.out)
     res: dict = json.loads(out.read_text()) if out.exists() else {}  # keep the other part
@@ -313,8 +304,7 @@ def main() -> int:
         print_table(f"Scale rehearsal: {s['n_samples']:,} samples, tiny model, Ray runner", [
             (k, v) for k, v in s.items() if not isinstance(v, str)], ("", "value"))
     res["machine"]["load_avg_at_end"] = os.getloadavg()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, default=str))
+    write_json(out, res, default=str)
     print(f"wrote {out}")
     return 0
 

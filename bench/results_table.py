@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from scarlet_ray.layout import RunLayout
+
 NAMES = {"base": "base MiniLM", "trained": "MiniLM + SCARLet labels",
          "gold": "MiniLM + gold labels (ceiling)"}
 
@@ -21,13 +23,13 @@ def _read(p: Path) -> dict | None:
 
 
 def table(run_dir: Path) -> str:
-    ev = run_dir / "eval"
+    lay = RunLayout(run_dir)
     rows = ["| retriever | nDCG@10 | Recall@10 | MRR@10 | RAG accuracy (top-3) |",
             "|---|---|---|---|---|"]
     floor = ceiling = None
     for variant, name in NAMES.items():
-        r = _read(ev / f"retrieval_{variant}" / "metrics.json")
-        g = _read(ev / f"rag_{variant}" / "metrics.json")
+        r = _read(lay.eval_run("retrieval", variant) / "metrics.json")
+        g = _read(lay.eval_run("rag", variant) / "metrics.json")
         cond = (g or {}).get("conditions", {})
         floor = floor or cond.get("none")
         ceiling = ceiling or cond.get("gold")
@@ -36,7 +38,7 @@ def table(run_dir: Path) -> str:
         rows.append(f"| {name} | {fmt((r or {}).get('ndcg@10'))} | "
                     f"{fmt((r or {}).get('recall@10'))} | {fmt((r or {}).get('mrr@10'))} | "
                     f"{fmt(acc)} |")
-    n = (_read(ev / "rag_base" / "metrics.json") or {}).get("n_samples")
+    n = (_read(lay.eval_run("rag", "base") / "metrics.json") or {}).get("n_samples")
     if floor:
         rows.append(f"| no retrieval (floor) | | | | {floor['overall']:.3f} |")
     if ceiling:

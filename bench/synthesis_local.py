@@ -9,23 +9,20 @@ stage outputs. Example:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
+
+from _common import shared_data_dir, write_json
 
 from scarlet_ray import cli
 from scarlet_ray.datasets import convert
 from scarlet_ray.manifest import print_table, read_manifest
 from scarlet_ray.records import Sample, write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=os.environ.get("SCARLET_SHARED_DATA",
-                                                    str(ROOT.parent / "shared" / "data")))
+    ap.add_argument("--data", default=str(shared_data_dir()))
     ap.add_argument("--output", required=True)
     ap.add_argument("--contexts", type=int, default=3)
     ap.add_argument("--passages", type=int, default=4)
@@ -53,7 +50,7 @@ def main() -> None:
     m = read_manifest(out / "stage")
     result = {"rc": rc, "wall_s": round(wall, 1), "args": vars(a), "counts": m["counts"],
               "usage": m["usage"], "timings": m["timings"]}
-    (out / "result.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "result.json", result)
     bt = m["counts"]["by_task"]
     print_table(f"local synthesis, {a.contexts} contexts, prefill={a.prefill}",
                 [(t, v["accepted"], v["rejected"], v["failed"],

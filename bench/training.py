@@ -6,7 +6,7 @@ Both sides compute the same loss: InfoNCE of each query's positive against its o
 and every other passage in the batch, scale 20 = 1 / temperature 0.05, cosine similarity.
 Examples/s = batch size / median optimizer-step time over the steps after ``--warmup``.
 
-    PYTHONPATH=$PWD nice python bench/training.py [--steps 8] [--batch 16] [--max-len 64]
+    nice python bench/training.py [--steps 8] [--batch 16] [--max-len 64]
         [--threads 1] [--repeat 2]
 
 Writes bench/results/training.json and prints a table.
@@ -23,21 +23,18 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("DS_ACCELERATOR", "cpu")
-os.environ.setdefault("WANDB_DISABLED", "true")
+from _common import RESULTS, gold_samples, shared_data_dir, write_json
 
-from scarlet_ray.manifest import print_table  # noqa: E402
+from scarlet_ray.formatting import passage_text
+from scarlet_ray.manifest import print_table
+
+os.environ.setdefault("DS_ACCELERATOR", "cpu")  # read when deepspeed is first imported
+os.environ.setdefault("WANDB_DISABLED", "true")
 
 
 def triples(shared: Path, n: int) -> list[dict[str, str]]:
-    from training_sanity import load_samples, passage_text
-
     out = []
-    for s in load_samples(shared):
+    for s in gold_samples(shared):
         gold = set(s.gold_passage_ids)
         pos = [p for p in s.passages if p.id in gold]
         neg = [p for p in s.passages if p.id not in gold]
@@ -112,8 +109,7 @@ def finish(r: dict, batch: int) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", default=os.environ.get("SCARLET_SHARED_DATA")
-                    or str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--shared", default=str(shared_data_dir()))
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=16)
@@ -156,9 +152,7 @@ def main() -> int:
            "repeats": a.repeat,
            "loss": "InfoNCE / MNRL, (query, pos, hard neg), scale 20", "results": results,
            "host_cpus": os.cpu_count(), "load_avg": os.getloadavg(), "unix_time": time.time()}
-    dest = ROOT / "bench" / "results" / "training.json"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(out, indent=2))
+    write_json(RESULTS / "training.json", out)
     print_table(f"training throughput, MiniLM, batch {a.batch}, len {a.max_len}, "
                 f"{a.threads} threads", [
                     (k, v["examples_per_s"], v["examples_per_s"] / ref,

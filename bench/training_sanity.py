@@ -6,7 +6,7 @@ passages = negatives); the retriever is trained through the real pipeline (Ray T
 workers, DeepSpeed ZeRO-1). On the 20% we retrieve among all held-out questions' passages and
 compute nDCG@10 with pytrec_eval for the base and the trained model.
 
-    PYTHONPATH=$PWD nice python bench/training_sanity.py [--epochs 2] [--out DIR]
+    nice python bench/training_sanity.py [--epochs 2] [--out DIR]
 
 Writes bench/results/training_sanity.json and prints a table.
 """
@@ -15,35 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from _common import RESULTS, gold_samples, shared_data_dir, write_json
 
-from scarlet_ray.config import load_config  # noqa: E402
-from scarlet_ray.datasets import convert  # noqa: E402
-from scarlet_ray.manifest import print_table  # noqa: E402
-from scarlet_ray.records import Sample  # noqa: E402
-
-
-def passage_text(title: str, text: str) -> str:
-    return f"{title}\n{text}" if title else text
-
-
-def load_samples(shared: Path) -> list[Sample]:
-    out: list[Sample] = []
-    for fmt, path in (("hotpotqa", shared / "hotpotqa" / "hotpotqa_train.json"),
-                      ("musique", shared / "musique" / "musique_train.json")):
-        res = convert(fmt, str(path))
-        out.extend(r for r in res.records if isinstance(r, Sample) and r.gold_passage_ids)
-    return out
+from scarlet_ray.config import load_config
+from scarlet_ray.formatting import passage_text
+from scarlet_ray.manifest import print_table
+from scarlet_ray.records import Sample
 
 
 def split(samples: list[Sample], test_frac: float, seed: int) -> tuple[list[Sample], list[Sample]]:
@@ -137,8 +120,7 @@ def training_fields(res, model_dir: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", default=os.environ.get("SCARLET_SHARED_DATA")
-                    or str(ROOT.parent / "shared" / "data"))
+    ap.add_argument("--shared", default=str(shared_data_dir()))
     ap.add_argument("--out", default=None)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--max-len", type=int, default=128, help="tokens, training and evaluation")
@@ -154,7 +136,7 @@ def main() -> int:
     from scarlet_ray.distributed.train import run_training
     from scarlet_ray.models.encoder import load_encoder
 
-    samples = load_samples(Path(args.shared))
+    samples = gold_samples(Path(args.shared))
     train, test = split(samples, 0.2, seed=0)
     work = Path(args.out or tempfile.mkdtemp(prefix="scarlet-sanity-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -197,9 +179,7 @@ def main() -> int:
         "train_seconds": res.seconds if res else None, "eval_seconds_base": eval_s,
         "training": cfg.training.model_dump(mode="json"), "unix_time": time.time(),
     }
-    dest = ROOT / "bench" / "results" / f"training_sanity_{cfg.training.loss}_e{args.epochs}.json"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(out, indent=2))
+    write_json(RESULTS / f"training_sanity_{cfg.training.loss}_e{args.epochs}.json", out)
     print_table("training sanity (held-out HotpotQA + MuSiQue questions)", [
         ("train / test questions", f"{len(train)} / {len(test)}"),
         ("held-out corpus passages", len(corpus)),

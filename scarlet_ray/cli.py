@@ -9,11 +9,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from scarlet_ray.config import Config, ConfigError, load_config
+from scarlet_ray.config import Config, load_config
+from scarlet_ray.errors import UsageError, one_line
 
-
-class UsageError(Exception):
-    """Bad input that deserves a one-line reason and exit code 2."""
+__all__ = ["UsageError", "build_parser", "main"]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -21,6 +20,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set attribution.n_masks=32 (repeatable)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _stage_flags(p: argparse.ArgumentParser) -> None:
+    """The output-folder flags of every stage (stagedir.StageOptions)."""
+    p.add_argument("--restart", action="store_true",
+                   help="delete this stage's earlier output in the output folder and start "
+                        "over (needed to rerun a folder with settings that change the output)")
+    p.add_argument("--skip-failed", action="store_true",
+                   help="do not retry records that failed in an earlier run (errors.jsonl)")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="an input without a usable record writes an empty output instead of "
+                        "failing")
 
 
 # (command path, module, help, argument adder)
@@ -117,6 +128,10 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, Adder]] = [
 ]
 
 
+STAGE_MODULES = {"context", "synthesize", "attribute", "label", "train", "evaluate_retrieval", "run",
+                 "evaluate_attribution", "evaluate_rag"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scarlet",
@@ -137,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     required=True)
             p = groups[path[0]].add_parser(path[1], help=help_, description=help_)
         _common(p)
+        if module in STAGE_MODULES:
+            _stage_flags(p)
         adder(p)
         p.set_defaults(_module=module)
     return parser
@@ -164,18 +181,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         print(f"scarlet {label}: not built yet", file=sys.stderr)
         return 2
+    from scarlet_ray.redact import install_log_redaction
+
+    install_log_redaction()
     try:
         cfg = load_config(args.config, args.overrides)
         return int(handler(cfg, args) or 0)
-    except (ConfigError, UsageError) as exc:
-        print(f"scarlet {label}: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
-        print(f"scarlet {label}: {exc.filename or exc}: file not found", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # RecordError and friends carry file:line: field: reason
-        print(f"scarlet {label}: {exc}", file=sys.stderr)
-        return 2
+    except BaseException as exc:  # noqa: BLE001 - user errors become one line, bugs re-raise
+        line = one_line(exc)
+        if line is None:  # a bug: the traceback helps, but goes through the redaction too
+            import traceback
+
+            from scarlet_ray.redact import redact
+
+            print(redact(traceback.format_exc()), file=sys.stderr, end="")
+            return 1
+        print(f"scarlet {label}: {line[0]}", file=sys.stderr)
+        return line[1]
 
 
 if __name__ == "__main__":

@@ -63,9 +63,10 @@ def test_attribute_label_end_to_end_with_resume(tmp_path, tiny_llama, shared_dat
     assert sorted(a.id for a in read_attributions(out / "attributions")) == sorted(ids)
 
     lab = tmp_path / "lab"
-    for method in ("kmeans", "fixed"):
+    for method in ("kmeans", "fixed"):  # another method on the same folder: --restart
         assert cli(["label", "--attributions", str(out / "attributions"), "--samples",
-                    str(samples), "--output", str(lab), "--set", f"labels.method={method}"]) == 0
+                    str(samples), "--output", str(lab), "--set", f"labels.method={method}",
+                    *(["--restart"] if method == "fixed" else [])]) == 0
         exs = read_jsonl(lab / "train.jsonl", TrainingExample, unique_key=None).records
         m = json.loads((lab / "manifest.json").read_text())
         assert m["counts"]["examples"] + m["counts"]["dropped_total"] == 3

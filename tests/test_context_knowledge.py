@@ -9,17 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rdflib.plugins.sparql import prepareQuery
 
-from scarlet_ray.context.knowledge import (
-    CorpusGraph,
-    OxigraphStore,
-    case_variants,
-    link_query,
-    neighbours_query,
-    normalize,
-    sparql_literal,
-)
+from scarlet_ray.context.corpus_graph import CorpusGraph, normalize
+from scarlet_ray.context.oxigraph_store import OxigraphStore
+from scarlet_ray.context.sparql_graph import case_variants, link_query, neighbours_query
 from scarlet_ray.datasets.wikidata import TURTLE_PREFIXES, shared_wikidata_files, to_turtle
 from scarlet_ray.records import CorpusPassage
+from scarlet_ray.sparql import sparql_literal
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,9 @@ import pytest
 from context_support import NASTY, NEIGHBOUR_LABELS, PROPS, OxigraphServer
 
 from scarlet_ray.context.build import ContextBuilder
-from scarlet_ray.context.knowledge import KnowledgeGraphError, OxigraphStore, WikidataSparql
+from scarlet_ray.context.graph import KnowledgeGraphError
+from scarlet_ray.context.oxigraph_store import OxigraphStore
+from scarlet_ray.context.sparql_http import WikidataSparql
 from scarlet_ray.datasets.wikidata import shared_wikidata_files, to_turtle
 
 pytestmark = pytest.mark.slow  # the shared Wikidata files and a real server

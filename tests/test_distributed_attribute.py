@@ -26,10 +26,12 @@ import numpy as np
 import pytest
 import yaml
 
+from scarlet_ray.attribution.stage import run as run_stage
 from scarlet_ray.config import load_config
 from scarlet_ray.datasets import convert
 from scarlet_ray.manifest import read_manifest
 from scarlet_ray.records import read_attributions
+from scarlet_ray.stagedir import StageOptions
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -142,7 +144,6 @@ def test_ray_matches_engine_exactly_once_and_quarantines(head, tiny_llama, sampl
     import torch
 
     from scarlet_ray.attribution.engine import AttributionEngine
-    from scarlet_ray.distributed.attribute import run_attribution
     from scarlet_ray.models.generator import load_generator
 
     sub = samples[:10]
@@ -150,7 +151,7 @@ def test_ray_matches_engine_exactly_once_and_quarantines(head, tiny_llama, sampl
     expected_errors = _write_input(inp, sub)
     cfg = load_config(None, _overrides(tiny_llama, head["address"],
                                        **{"attribution.max_error_rate": 0.3}))  # 3 of 13 fail
-    assert run_attribution(cfg, str(inp), str(tmp_path / "out")) == 0
+    assert run_stage(cfg, str(inp), str(tmp_path / "out")).exit_code == 0
 
     got = {a.id: a for a in read_attributions(tmp_path / "out" / "attributions")}
     assert sorted(got) == sorted(s.id for s in sub)
@@ -176,17 +177,22 @@ def test_ray_matches_engine_exactly_once_and_quarantines(head, tiny_llama, sampl
     assert m["counts"]["failed"] == 1 and m["counts"]["tokens_forwarded"] > 0
     assert m["throughput"]["tokens_per_s"] > 0
 
-    # rerun: nothing left to do (the failed id is skipped, as the local runner does)
-    assert run_attribution(cfg, str(inp), str(tmp_path / "out")) == 0
+    # rerun: finished ids skipped, the failed id retried (it fails again), errors not repeated
+    assert run_stage(cfg, str(inp), str(tmp_path / "out")).exit_code == 0
     m = read_manifest(tmp_path / "out")
     assert m["counts"]["already_done"] == len(sub) and m["counts"]["previously_failed"] == 1
-    assert m["counts"]["to_score"] == 0 and m["counts"]["errors_total"] == 3
+    assert m["counts"]["to_score"] == 1 and m["counts"]["failed"] == 1
+    assert len((tmp_path / "out" / "errors.jsonl").read_text().splitlines()) == 3
     assert len(_ids_once(tmp_path / "out")) == len(sub)
+    # told not to retry: nothing left to do
+    assert run_stage(cfg, str(inp), str(tmp_path / "out"),
+                     StageOptions(retry_failed=False)).exit_code == 0
+    assert read_manifest(tmp_path / "out")["counts"]["to_score"] == 0
 
     # the rate gate: with no errors allowed the same input fails with a clear reason
     cfg0 = load_config(None, _overrides(tiny_llama, head["address"],
                                         **{"attribution.max_error_rate": 0.0}))
-    assert run_attribution(cfg0, str(inp), str(tmp_path / "out0")) == 1
+    assert run_stage(cfg0, str(inp), str(tmp_path / "out0")).exit_code == 1
     assert read_manifest(tmp_path / "out0")["status"] == "failed"
     assert "max_error_rate" in read_manifest(tmp_path / "out0")["message"]
 
@@ -200,7 +206,6 @@ def _score_actor_pids(dashboard: str) -> list[int]:
 
 
 def test_actor_sigkill_midrun_every_id_once(head, tiny_llama, samples, tmp_path):
-    from scarlet_ray.distributed.attribute import run_attribution
 
     inp = tmp_path / "in.jsonl"
     samples = samples[:32]
@@ -232,7 +237,7 @@ def test_actor_sigkill_midrun_every_id_once(head, tiny_llama, samples, tmp_path)
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
-    assert run_attribution(cfg, str(inp), str(out)) == 0
+    assert run_stage(cfg, str(inp), str(out)).exit_code == 0
     t.join(timeout=5)
     assert "pid" in killed, "no actor was killed: the run finished before the first part"
     assert killed["parts_before"] < len(samples)  # the kill landed mid-run

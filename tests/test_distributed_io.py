@@ -1,4 +1,5 @@
-"""The Ray runner's edges without Ray: input reading (JSONL/Parquet, URIs), atomic parts, resume."""
+"""Attribution's edges without a model: input reading (JSONL/Parquet, URIs), atomic parts, resume,
+the output-folder lock and errors.jsonl semantics (shared by both runners)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scarlet_ray.distributed.inputs import read_input
-from scarlet_ray.distributed.sink import OutputBusy, OutputDir, part_name
+from scarlet_ray.attribution.inputs import read_input
+from scarlet_ray.attribution.store import AttributionStore, local_output, part_name
+from scarlet_ray.errors import OutputBusy
 from scarlet_ray.records import RecordError, Sample, read_attributions
+from scarlet_ray.stagedir import ErrorLog, StageRun
 
 
 def sample(i: int, **kw) -> dict:
@@ -72,60 +75,61 @@ def test_missing_input_raises(tmp_path):
 
 
 def test_parts_are_atomic_unique_and_resumable(tmp_path):
-    with OutputDir(tmp_path) as out:
-        assert out.write_rows([att_row("a"), att_row("b")]) == 2
-        assert out.write_rows([att_row("b"), att_row("c")]) == 1  # b already written
-        assert out.duplicates_dropped == 1
-        names = sorted(p.name for p in out.parts.iterdir())
-        assert names == sorted([part_name(["a", "b"]), part_name(["c"])])
+    out = AttributionStore(tmp_path / "attributions")
+    assert out.write_rows([att_row("a"), att_row("b")]) == 2
+    assert out.write_rows([att_row("b"), att_row("c")]) == 1  # b already written
+    assert out.duplicates_dropped == 1
+    names = sorted(p.name for p in out.parts.iterdir())
+    assert names == sorted([part_name(["a", "b"]), part_name(["c"])])
     # a torn write of a killed driver is a hidden tmp file: ignored and cleaned on resume
     (tmp_path / "attributions" / ".part-x.parquet.tmp").write_bytes(b"PAR1 torn")
-    with OutputDir(tmp_path) as out:
-        assert out.written == {"a", "b", "c"}
-        assert not list(out.parts.glob(".*.tmp"))
+    out = AttributionStore(tmp_path / "attributions")
+    assert out.written == {"a", "b", "c"}
+    assert not list(out.parts.glob(".*.tmp"))
     assert sorted(r.id for r in read_attributions(tmp_path / "attributions")) == ["a", "b", "c"]
 
 
-def test_second_driver_is_refused(tmp_path):
-    with OutputDir(tmp_path), pytest.raises(OutputBusy), OutputDir(tmp_path):
+def test_second_run_is_refused_naming_the_holder(tmp_path):
+    with StageRun(tmp_path, "attribute", {}, ("attributions",)), \
+            pytest.raises(OutputBusy, match=rf"pid {os.getpid()}"), \
+            StageRun(tmp_path, "attribute", {}, ("attributions",)):
+        pass
+    with StageRun(tmp_path, "attribute", {}, ("attributions",)):  # released on exit
         pass
 
 
 def test_duplicate_across_parts_is_reported(tmp_path):
-    with OutputDir(tmp_path) as out:
-        out.write_rows([att_row("a")])
+    AttributionStore(tmp_path / "attributions").write_rows([att_row("a")])
     # simulate a foreign writer that broke the invariant
     t = pq.read_table(tmp_path / "attributions" / part_name(["a"]))
     pq.write_table(t, tmp_path / "attributions" / "part-foreign.parquet")
-    with pytest.raises(RecordError, match="duplicate id 'a'"), OutputDir(tmp_path):
-        pass
+    with pytest.raises(RecordError, match="duplicate id 'a'"):
+        AttributionStore(tmp_path / "attributions")
 
 
 def test_compact_errors_drops_repeats_and_recovered_ids(tmp_path):
-    with OutputDir(tmp_path) as out:
-        e1 = {"source": "in:1", "id": "a", "field": "(score)", "reason": "boom"}
-        e2 = {"source": "in:2", "id": "b", "field": "(score)", "reason": "boom"}
-        bad = {"source": "in:3", "id": None, "field": "(line)", "reason": "invalid JSON"}
-        out.append_errors([e1, e2, bad])
-        out.append_errors([e1, bad])  # a rerun hits the same failures again
-        with open(out.errors_path, "a") as fh:
-            fh.write('{"torn": ')  # killed mid-line
-        out.write_rows([att_row("b")])  # b succeeded on the rerun
-        assert out.compact_errors() == 2
+    log = ErrorLog(tmp_path / "errors.jsonl", "attribute")
+    e1 = {"source": "in:1", "id": "a", "field": "(score)", "reason": "boom", "stage": "attribute"}
+    e2 = {"source": "in:2", "id": "b", "field": "(score)", "reason": "boom", "stage": "attribute"}
+    bad = {"source": "in:3", "id": None, "field": "(line)", "reason": "invalid JSON",
+           "stage": "read"}
+    log.add([e1, e2, bad])
+    log.add([e1, bad])  # a rerun hits the same failures again
+    with open(log.path, "a") as fh:
+        fh.write('{"torn": ')  # killed mid-line
+    assert log.compact({"b"}) == 2  # b succeeded on the rerun
     kept = [json.loads(x) for x in (tmp_path / "errors.jsonl").read_text().splitlines()]
     assert kept == [e1, bad]
     assert os.path.exists(tmp_path / "errors.jsonl")
 
 
-def test_failed_ids_come_from_attribute_stage_entries(tmp_path):
-    with OutputDir(tmp_path) as out:
-        out.append_errors([{"source": "in:1", "id": "a", "field": "(score)", "reason": "x",
-                            "stage": "attribute"},
-                           {"source": "in:2", "id": "b", "field": "input", "reason": "y",
-                            "stage": "read"}])
-        assert out.failed_ids() == {"a"}
+def test_failed_ids_come_from_the_stage_s_own_entries(tmp_path):
+    log = ErrorLog(tmp_path / "errors.jsonl", "attribute")
+    log.add([{"source": "in:1", "id": "a", "field": "(score)", "reason": "x"}])
+    log.add([{"source": "in:2", "id": "b", "field": "input", "reason": "y"}], stage="read")
+    assert log.failed_ids() == {"a"}
 
 
 def test_object_store_output_is_refused():
     with pytest.raises(ValueError, match="local or mounted"):
-        OutputDir("s3://bucket/out")
+        local_output("s3://bucket/out")

@@ -53,7 +53,7 @@ def test_local_chat_template_prefill_and_determinism(tiny_chat):
     assert p.prompt_tokens > a.prompt_tokens  # the prefix is in the prompt, not regenerated
 
 
-def test_local_backend_end_to_end_with_tiny_model(shared_data, tmp_path, tiny_chat):
+def test_local_backend_end_to_end_with_tiny_model(shared_data, tmp_path, tiny_chat, monkeypatch):
     ctx_path = tmp_path / "contexts.jsonl"
     contexts(shared_data, ctx_path, n=1)
     cache = tmp_path / "cache.jsonl"
@@ -71,10 +71,15 @@ def test_local_backend_end_to_end_with_tiny_model(shared_data, tmp_path, tiny_ch
                                           "temperature": 0.5, "prefill": True}
     assert m["usage"]["calls"] >= 2 and m["usage"]["cost_usd"] == 0
     assert summary.usage["completion_tokens"] > 0
-    # resuming a finished run loads no model at all (this generator path does not exist)
-    idle = cfg.model_copy(deep=True)
-    idle.models.generator = str(tmp_path / "no-such-model")
-    done = run_synthesis(idle, ctx_path, out, progress=False)
+    # resuming a finished run loads no model at all
+    import scarlet_ray.synthesis.llm as llm_mod
+
+    def no_model(*a, **k):
+        raise AssertionError("a finished run must not load a model")
+
+    monkeypatch.setattr(llm_mod, "build_llm", no_model)
+    done = run_synthesis(cfg, ctx_path, out, progress=False)
+    monkeypatch.undo()
     assert done.attempted == 0 and read_manifest(out)["counts"]["pairs_skipped_done"] == 2
     # the same cache in a fresh directory: no generation at all
     again = run_synthesis(cfg, ctx_path, tmp_path / "out2", llm=tiny_chat, progress=False)

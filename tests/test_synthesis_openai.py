@@ -193,7 +193,7 @@ def test_hang_times_out_pair_fails_run_goes_on_then_rerun_completes(shared_data,
     assert {e["id"] for e in errs} == {f"{ctxs[1].id}-nq", f"{ctxs[1].id}-fever"}
     assert all(e["reason"] == "llm:timeout" and e["attempts"] == 2 for e in errs)
     m = read_manifest(out)
-    assert m["status"] == "incomplete" and m["counts"]["failed"] == 2
+    assert m["status"] == "failed" and m["counts"]["failed"] == 2
     assert m["counts"]["by_task"]["nq"]["failed_reasons"] == {"llm:timeout": 1}
 
     server.state.hang_s = 0.0  # the endpoint recovered: a rerun does only the failed pairs

@@ -23,6 +23,7 @@ from scarlet_ray.attribution.scoring import (
 from scarlet_ray.attribution.surrogate import fit_surrogate
 from scarlet_ray.config import AttributionConfig, LabelsConfig
 from scarlet_ray.models.generator import Generator
+from scarlet_ray.prompt import PromptTooLong, WindowLog
 from scarlet_ray.records import Attribution, Passage, Sample
 
 
@@ -84,6 +85,8 @@ class AttributionEngine:
         self.generator_name = generator_name or (generator.name if generator else "unknown")
         self.last_stats = ScoreStats()
         self.last_note = ""
+        # every prepared context, for the manifest's ``prompt_window`` (window_log.summary())
+        self.window_log = WindowLog()
         self.max_batch_tokens = self._batch_tokens()
 
     def _batch_tokens(self) -> int:
@@ -99,12 +102,20 @@ class AttributionEngine:
 
     # -- generator part
     def prepare(self, sample: Sample) -> PreparedSample:
+        """The sample's context fitted to the window by the shared rule, logged for the manifest."""
         if self.generator is None:
             raise ValueError("this engine has no generator: it can fit but not score")
-        return prepare_sample(self.generator, sample.instruction,
-                              cut_words(list(sample.passages), self.cfg.passage_words),
-                              sample.input, sample.output,
-                              max_context_tokens=self.cfg.max_context_tokens)
+        try:
+            prep = prepare_sample(self.generator, sample.instruction,
+                                  cut_words(list(sample.passages), self.cfg.passage_words),
+                                  sample.input, sample.output,
+                                  max_context_tokens=self.cfg.max_context_tokens)
+        except PromptTooLong:
+            self.window_log.add_error(sample.id)
+            raise
+        if prep.fit is not None:
+            self.window_log.add(sample.id, prep.fit)
+        return prep
 
     def masks_for(self, sample_id: str, n_passages: int) -> np.ndarray:
         c = self.cfg

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scarlet_ray.formatting import passage_text
 from scarlet_ray.records import Attribution, Sample, TrainingExample
 
 DROP_EMPTY = "empty_cluster"
@@ -133,11 +134,6 @@ def assign_labels(utility: Sequence[float], method: str = "kmeans", k: int = 3,
             labels[i] = "neg"
         return LabelResult(labels, None)
     raise ValueError(f"unknown labels method {method!r}; known: kmeans, kmeans_dp, fixed")
-
-
-def passage_text(title: str, text: str) -> str:
-    """How a passage appears in training data: title line then text (retrievers see both)."""
-    return f"{title}\n{text}" if title else text
 
 
 def training_example(sample: Sample, attr: Attribution) -> tuple[TrainingExample | None, str | None]:

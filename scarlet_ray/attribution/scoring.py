@@ -30,6 +30,7 @@ import torch
 from scarlet_ray.attribution.masks import unique_rows
 from scarlet_ray.attribution.trie import trie_hidden_rows
 from scarlet_ray.models.generator import Generator
+from scarlet_ray.prompt import PromptFit, fit_chat_prompt
 from scarlet_ray.records import Passage
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 TARGETS = ("logprob_sum", "logit_sum", "logit_prob")
 SHARING = ("auto", "trie", "prefix")
 MIN_SHARED_PREFIX = 8  # below this the cache copies cost more than they save
-MIN_SHORTENED_WORDS = 10  # a passage cut shorter than this is dropped instead
 
 
 @dataclass
@@ -50,6 +50,7 @@ class PreparedSample:
     answer_ids: list[int]
     truncated: list[str] = field(default_factory=list)  # passage ids dropped or shortened
     truncation_note: str = ""
+    fit: PromptFit | None = None  # the shared window rule's record (prompt.fit_passages)
 
 
 @dataclass
@@ -94,22 +95,19 @@ def target_from_logits(logits: torch.Tensor, ans: torch.Tensor, target: str) -> 
 # ---------------------------------------------------------------- context budget
 
 def model_window(gen: Generator) -> int | None:
-    cfg = getattr(gen.model, "config", None)
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        v = getattr(cfg, key, None)
-        if isinstance(v, int) and v > 0:
-            return v
-    return None
+    return gen.window
 
 
 def prepare_sample(gen: Generator, instruction: str, passages: Sequence[Passage],
                    input_text: str, answer: str, *, max_context_tokens: int | None = None,
                    min_passages: int = 2) -> PreparedSample:
-    """Tokenise the answer and fit the full context into the budget, passage-wise.
+    """Tokenise the answer and fit the full context into the budget by the shared rule.
 
     The budget is ``max_context_tokens`` and the model window, whichever is smaller, for prompt
-    plus answer. Passages are dropped from the end; the first dropped one is put back shortened
-    (whole words) if at least ``MIN_SHORTENED_WORDS`` of it fit. Every change is recorded.
+    plus answer; the passages are fitted by ``prompt.fit_passages`` (the rule synthesis and RAG
+    use too: longest passages shortened first, lowest-ranked dropped only if that is not
+    enough), and every change is recorded. Since every mask keeps a subset of the passages, a
+    full context that fits means every masked prompt fits.
     """
     if not answer.strip():
         raise ValueError("output: empty ground-truth answer, nothing to score")
@@ -119,47 +117,11 @@ def prepare_sample(gen: Generator, instruction: str, passages: Sequence[Passage]
     if len(passages) < min_passages:
         raise ValueError(f"passages: {len(passages)} passage(s); attribution needs at least "
                          f"{min_passages} to compare")
-    limits = [x for x in (max_context_tokens, model_window(gen)) if x]
-    budget = min(limits) if limits else None
-    ps = list(passages)
-
-    def length(sel: Sequence[Passage]) -> int:
-        return len(gen.prompt_ids(instruction, sel, input_text)) + len(ans)
-
-    if budget is None or length(ps) <= budget:
-        return PreparedSample(instruction, input_text, ps, ans)
-    if length([]) > budget:
-        raise ValueError(f"context: prompt without passages plus answer is {length([])} tokens, "
-                         f"over the budget of {budget}")
-    lo, hi = 0, len(ps)  # largest m with the first m passages fitting: binary search
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if length(ps[:mid]) <= budget:
-            lo = mid
-        else:
-            hi = mid - 1
-    m = lo
-    kept = ps[:m]
-    truncated = [p.id for p in ps[m:]]
-    note = f"{len(ps) - m} passage(s) dropped to fit {budget} tokens"
-    nxt = ps[m]
-    words = nxt.text.split()
-    wlo, whi = 0, len(words)
-    while wlo < whi:
-        mid = (wlo + whi + 1) // 2
-        cand = Passage(id=nxt.id, title=nxt.title, text=" ".join(words[:mid]))
-        if length([*kept, cand]) <= budget:
-            wlo = mid
-        else:
-            whi = mid - 1
-    if wlo >= MIN_SHORTENED_WORDS:
-        kept = [*kept, Passage(id=nxt.id, title=nxt.title, text=" ".join(words[:wlo]))]
-        note = (f"passage {nxt.id} shortened to {wlo}/{len(words)} words and "
-                f"{len(ps) - m - 1} passage(s) dropped to fit {budget} tokens")
-    if len(kept) < min_passages:
-        raise ValueError(f"context: only {len(kept)} passage(s) fit the budget of {budget} "
-                         f"tokens; attribution needs at least {min_passages}")
-    return PreparedSample(instruction, input_text, kept, ans, truncated, note)
+    limits = [x for x in (max_context_tokens, gen.window) if x]
+    fit = fit_chat_prompt(gen, instruction, passages, input_text,
+                          window=min(limits) if limits else None, room=len(ans),
+                          min_passages=min_passages)
+    return PreparedSample(instruction, input_text, fit.passages, ans, fit.cut, fit.note, fit)
 
 
 def masked_prompt_ids(gen: Generator, prep: PreparedSample, mask: np.ndarray) -> list[int]:

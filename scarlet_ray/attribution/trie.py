@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from scarlet_ray.cancel import check_cancelled
+
 
 @dataclass
 class Node:
@@ -127,6 +129,7 @@ def trie_hidden_rows(base: Any, seqs: Sequence[Sequence[int]], spans: Sequence[t
     lock = threading.Lock()
 
     def forward_edge(node: Node, cache: Any) -> None:
+        check_cancelled()  # a signal stops the walkers at the next edge
         a, b = node.start, node.end
         first = seqs[node.members[0]]
         for s in range(a, b, max_edge_tokens):  # a long edge goes in chunks

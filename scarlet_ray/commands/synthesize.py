@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from scarlet_ray.commands import stage_options
 from scarlet_ray.config import Config
 from scarlet_ray.manifest import print_table
-from scarlet_ray.synthesis.synthesize import failure_rate_exceeded, run_synthesis
+from scarlet_ray.synthesis.synthesize import run_synthesis
 
 
 def main(cfg: Config, args: argparse.Namespace) -> int:
-    summary = run_synthesis(cfg, args.contexts, args.output)
+    summary = run_synthesis(cfg, args.contexts, args.output, options=stage_options(args))
     c, u = summary.counts, summary.usage
     print_table("scarlet synthesize", summary.rows,
                 headers=("task", "accepted", "rejected", "failed", "rejected reasons"))
@@ -21,9 +22,6 @@ def main(cfg: Config, args: argparse.Namespace) -> int:
         ("attempts", u["attempts"]), ("cache hits", u["cache_hits"]),
         ("prompt tokens", u["prompt_tokens"]), ("completion tokens", u["completion_tokens"]),
         ("cost (USD)", u["cost_usd"]), ("output", args.output)])
-    if failure_rate_exceeded(summary, cfg.synthesis.max_error_rate):
-        print(f"scarlet synthesize: {summary.failed} of {summary.attempted} pairs failed "
-              f"(> synthesis.max_error_rate={cfg.synthesis.max_error_rate}); see "
-              f"{args.output}/errors.jsonl and rerun to retry them", file=sys.stderr)
-        return 1
-    return 0
+    if summary.exit_code:
+        print(f"scarlet synthesize: {summary.message}", file=sys.stderr)
+    return summary.exit_code

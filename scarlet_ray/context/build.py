@@ -14,17 +14,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from scarlet_ray.stagedir import StageRun
+
+from scarlet_ray.context.corpus_graph import normalize
 from scarlet_ray.context.entities import EntityExtractor
+from scarlet_ray.context.graph import KnowledgeGraph, KnowledgeGraphError
 from scarlet_ray.context.index import DenseIndex, encode_texts
-from scarlet_ray.context.knowledge import KnowledgeGraph, KnowledgeGraphError, normalize
 from scarlet_ray.records import (
     CorpusPassage,
     Passage,
     RecordError,
     Sample,
-    append_errors,
     completed_ids,
     iter_jsonl_objects,
     read_jsonl,
@@ -240,23 +243,20 @@ def _ekey(e: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],
-                      output: str | Path, progress: bool = True,
+                      st: StageRun, progress: bool = True,
                       batch_size: int = 32) -> dict[str, Any]:
-    """The whole stage with resume; returns the counts written to the manifest."""
+    """The whole stage with resume, inside ``st`` (its folder, errors and manifest)."""
     from tqdm.auto import tqdm
 
     from scarlet_ray.context.index import build_or_load, model_identity
     from scarlet_ray.context.knowledge import make_knowledge
-    from scarlet_ray.manifest import write_manifest
     from scarlet_ray.models.encoder import load_encoder
     from scarlet_ray.models.ner import load_ner
 
     ctx = cfg.context
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    contexts_path, errors_path = out / "contexts.jsonl", out / "errors.jsonl"
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    out = st.out
+    contexts_path, errors_path = out / "contexts.jsonl", st.errors.path
+    timings = st.timings
 
     known_errors = _error_keys(errors_path)
 
@@ -267,8 +267,7 @@ def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],
             if _ekey(d) not in known_errors:
                 known_errors.add(_ekey(d))
                 new.append(d)
-        if new:
-            append_errors(errors_path, new)
+        st.errors.add(new)
         return len(new)
 
     torn = repair_tail(contexts_path)
@@ -280,6 +279,7 @@ def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],
     if cfg.data.seed_limit is not None:
         seeds = seeds[: cfg.data.seed_limit]  # the job's size knob (quickstart: 50)
     record(seed_errors)
+    st.require_records(len(seeds), seeds_spec, len(seed_errors))
     done = completed_ids(contexts_path)
     dropped_before = {k[1] for k in known_errors if k[0] == "entities"}
     todo = [s for s in seeds if s.id not in done and s.id not in dropped_before]
@@ -343,9 +343,7 @@ def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],
     if kg is not None:
         counts["knowledge"] = kg.stats()
         kg.close()
-    timings["total_s"] = time.perf_counter() - t0
-    write_manifest(out, "context", config=cfg.model_dump(mode="json"),
-                   models={"retriever": cfg.models.retriever, "ner": cfg.models.ner},
-                   counts=counts, timings=timings,
-                   extra={"inputs": {"seeds": seeds_spec, "corpus": list(corpus_specs)}})
+    st.models.update(retriever=cfg.models.retriever, ner=cfg.models.ner)
+    st.counts.update(counts)
+    st.extra["inputs"] = {"seeds": seeds_spec, "corpus": list(corpus_specs)}
     return counts

@@ -1,14 +1,15 @@
 """Attribution on Ray Data: generator actors score samples, a CPU stage fits, the driver commits.
 
-Pipeline (``run_attribution``)::
+Pipeline (``ray_results``, driven by ``attribution.stage.run``, which reads, resumes, commits
+and applies the error rate for both runners)::
 
-    driver: read + validate input (JSONL/Parquet, local or cloud) -> drop ids already written
+    driver: validated samples still to do
       -> from_items (one row per *whole sample*: its canonical JSON)
       -> map_batches(ScoreActor)   actor pool min..max, num_gpus/num_cpus per actor; each actor
                                    loads the generator once; AttributionEngine.score per sample
       -> map_batches(fit_batch)    CPU tasks: AttributionEngine.fit (surrogate + labels)
-      -> driver: each finished block -> one atomic Parquet part (sink.OutputDir), error rows ->
-         errors.jsonl; manifest and summary table at the end.
+      -> driver: each finished block -> one atomic Parquet part (attribution.store), error
+         rows -> errors.jsonl (the stage's).
 
 Whole samples per row, not one row per mask: the engine batches a sample's masks into few
 forwards that share the unmasked prefix through the KV cache, and Ray's per-row cost would be
@@ -24,24 +25,22 @@ fails, the run stops early (the rate can only grow) and returns 1 with a one-lin
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import pickle
-import sys
 import time
 import warnings
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
 import ray
 
+from scarlet_ray.attribution.inputs import InputRow
+from scarlet_ray.attribution.stage import error_cell
 from scarlet_ray.config import Config
 from scarlet_ray.distributed.cluster import connect, shutdown
-from scarlet_ray.distributed.inputs import read_input
-from scarlet_ray.distributed.sink import OutputDir
-from scarlet_ray.manifest import print_table, write_manifest
-from scarlet_ray.records import ATTRIBUTION_COLUMNS, RecordError, attribution_schema
+from scarlet_ray.records import ATTRIBUTION_COLUMNS, attribution_schema
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,6 @@ log = logging.getLogger(__name__)
 # result reached the driver before the end (measured: first result at 102 s of a 104 s run).
 # With 0 CPUs, results stream; concurrency is capped at the actor count instead.
 FIT_NUM_CPUS = 0.0
-MAX_FAILURES_IN_MANIFEST = 50
 
 SCORED_SCHEMA = pa.schema([
     ("id", pa.string()), ("source", pa.string()), ("scored", pa.binary()),
@@ -61,12 +59,6 @@ OUT_SCHEMA = pa.schema(list(attribution_schema()) + [
     ("source", pa.string()), ("error", pa.string()), ("n_tokens", pa.int64()),
     ("score_s", pa.float64()), ("n_truncated", pa.int64()),
 ])
-
-
-def _error(where: str, exc: BaseException) -> str:
-    """An error cell: which step, the exception type and its first line (the reason)."""
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return json.dumps({"field": f"({where})", "type": type(exc).__name__, "reason": msg[:500]})
 
 
 class ScoreActor:
@@ -104,7 +96,7 @@ class ScoreActor:
                 row["scored"] = pickle.dumps(scored.to_row(), protocol=5)
                 row["n_tokens"] = int(scored.n_tokens)
             except Exception as exc:  # noqa: BLE001 - one bad sample must not kill the batch
-                row["error"] = _error("score", exc)
+                row["error"] = error_cell("score", exc)
             row["score_s"] = time.perf_counter() - t0
             rows.append(row)
         return pa.Table.from_pylist(rows, schema=SCORED_SCHEMA)
@@ -142,7 +134,7 @@ def fit_batch(table: pa.Table, cfg_json: str) -> pa.Table:
                 row.update(att.model_dump())
                 row["n_truncated"] = len(scored.truncated)
             except Exception as exc:  # noqa: BLE001
-                row["error"] = _error("fit", exc)
+                row["error"] = error_cell("fit", exc)
         out.append(row)
     return pa.Table.from_pylist(out, schema=OUT_SCHEMA)
 
@@ -176,148 +168,26 @@ def build_dataset(cfg: Config, rows: list[dict[str, str]]) -> ray.data.Dataset:
                               max_retries=a.max_task_retries)
 
 
-class RunStats:
-    """Counters the driver keeps while committing results."""
+def ray_results(cfg: Config, todo: Sequence[InputRow],
+                extra: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+    """Result rows of ``todo``, one list per finished block, as Ray Data hands them over.
 
-    def __init__(self) -> None:
-        self.scored = 0
-        self.failed = 0
-        self.tokens = 0
-        self.score_s = 0.0
-        self.truncated = 0
-        self.failures: list[dict[str, Any]] = []
-        self.first_result_s: float | None = None
-
-
-def _commit(out: OutputDir, batch: pa.Table, stats: RunStats) -> None:
-    ok: list[dict[str, Any]] = []
-    errs: list[dict[str, Any]] = []
-    for r in batch.to_pylist():
-        stats.score_s += r["score_s"] or 0.0
-        if r["error"] is None:
-            ok.append({c: r[c] for c in ATTRIBUTION_COLUMNS})
-            stats.tokens += r["n_tokens"] or 0
-            stats.truncated += 1 if r["n_truncated"] else 0
-        else:
-            errs.append({"source": r["source"], "id": r["id"], **json.loads(r["error"]),
-                         "stage": "attribute"})
-    stats.scored += out.write_rows(ok)
-    out.append_errors(errs)
-    stats.failed += len(errs)
-    if len(stats.failures) < MAX_FAILURES_IN_MANIFEST:
-        stats.failures.extend(errs[: MAX_FAILURES_IN_MANIFEST - len(stats.failures)])
-
-
-def run_attribution(cfg: Config, input_path: str, output_dir: str) -> int:
-    """Attribute every sample of ``input_path`` into ``output_dir`` on Ray; 0 ok, 1 too many errors.
-
-    Resumable like the local runner: samples whose id is already in ``output_dir/attributions``
-    or recorded as failed in ``output_dir/errors.jsonl`` are skipped (delete that file, or
-    lines of it, to retry failures).
+    The stage (``attribution.stage.run``) owns reading, resume, committing and the error rate;
+    this only runs the Ray Data plan and records the cluster and actor settings in ``extra``.
     """
-    t_start = time.perf_counter()
+    if not todo:
+        return
     a = cfg.attribution
-    report = read_input(input_path)
-    t_read = time.perf_counter() - t_start
-    n_input = len(report.rows) + len(report.errors)
-    allowed = math.floor(a.max_error_rate * n_input)
-    stats = RunStats()
-    status = "complete"
-    message = ""
-    info = None
-    with OutputDir(output_dir) as out:
-        done_before = set(out.written)
-        failed_before = out.failed_ids() & {r.id for r in report.rows}
-        todo = [r for r in report.rows if r.id not in done_before and r.id not in failed_before]
-        out.append_errors([{**e.as_dict(), "stage": "read"} for e in report.errors])
-        n_prior = len(report.errors) + len(failed_before)
-        counts = _counts(n_input, report.errors, done_before, failed_before, todo, stats, out,
-                         None)
-        write_manifest(out.root, "attribute", config=cfg.dump(), models=_models(cfg),
-                       counts=counts, status="running", extra={"runner": "ray"})
-        t_pipe = time.perf_counter()
-        try:
-            if todo and n_prior <= allowed:
-                info = connect(cfg.ray)
-                rows = [{"id": r.id, "source": r.source, "sample": r.sample_json} for r in todo]
-                ds = build_dataset(cfg, rows)
-                for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    if stats.first_result_s is None:
-                        stats.first_result_s = time.perf_counter() - t_pipe
-                    _commit(out, batch, stats)
-                    if n_prior + stats.failed > allowed:
-                        break  # the final rate can only be higher: stop spending compute
-        except BaseException:
-            status = "interrupted"
-            raise
-        finally:
-            pipeline_s = time.perf_counter() - t_pipe
-            n_err = n_prior + stats.failed
-            if status != "interrupted" and n_err > allowed:
-                status = "failed"
-                message = (f"{n_err} of {n_input} samples failed "
-                           f"({n_err / max(1, n_input):.1%} > max_error_rate "
-                           f"{a.max_error_rate:.1%}); reasons in {out.errors_path}")
-            errors_total = out.compact_errors()
-            counts = _counts(n_input, report.errors, done_before, failed_before, todo, stats, out,
-                             errors_total)
-            timings = {"read_s": t_read, "pipeline_s": pipeline_s,
-                       "first_result_s": stats.first_result_s or 0.0,
-                       "score_s_sum": stats.score_s,
-                       "total_s": time.perf_counter() - t_start}
-            n_done = stats.scored + stats.failed
-            extra = {
-                "runner": "ray",
-                "throughput": {
-                    "tokens_per_s": stats.tokens / pipeline_s if pipeline_s > 0 else 0.0,
-                    "samples_per_s": n_done / pipeline_s if pipeline_s > 0 else 0.0},
-                "failures": stats.failures,
-                "message": message,
-                "cluster": info.as_dict() if info else None,
-                "actors": {"min": a.num_actors_min, "max": a.num_actors_max,
-                           "num_cpus": a.num_cpus_per_actor, "num_gpus": a.num_gpus_per_actor,
-                           "batch_size": a.ray_batch_size,
-                           "max_restarts": a.max_actor_restarts,
-                           "max_task_retries": a.max_task_retries},
-            }
-            write_manifest(out.root, "attribute", config=cfg.dump(), models=_models(cfg),
-                           counts=counts, timings=timings, status=status, extra=extra)
-            if info is not None:
-                shutdown(info)
-    _summary(cfg, n_input, len(done_before), stats, n_prior, pipeline_s,
-             time.perf_counter() - t_start)
-    if status == "failed":
-        print(f"scarlet attribute: {message}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _models(cfg: Config) -> dict[str, Any]:
-    return {"generator": cfg.models.generator, "dtype": cfg.models.dtype}
-
-
-def _counts(n_input: int, read_errors: list[RecordError], done_before: set[str],
-            failed_before: set[str], todo: list[Any], stats: RunStats, out: OutputDir,
-            errors_total: int | None) -> dict[str, Any]:
-    """Same keys as the local runner's manifest, plus the Ray runner's own."""
-    return {"input_records": n_input, "quarantined": len(read_errors),
-            "already_done": len(done_before), "previously_failed": len(failed_before),
-            "to_score": len(todo), "attributed": stats.scored, "failed": stats.failed,
-            "truncated": stats.truncated, "attributions_total": len(out.written),
-            "tokens_forwarded": stats.tokens, "duplicates_dropped": out.duplicates_dropped,
-            "errors_total": errors_total}
-
-
-def _summary(cfg: Config, n_input: int, n_done_before: int, stats: RunStats, n_prior: int,
-             pipeline_s: float, total_s: float) -> None:
-    rows = [
-        ("input records", n_input),
-        ("already done (resumed)", n_done_before),
-        ("attributed now", stats.scored),
-        ("errors (quarantined + failed)", n_prior + stats.failed),
-        ("tokens forwarded", stats.tokens),
-        ("tokens/s", stats.tokens / pipeline_s if pipeline_s > 0 else 0.0),
-        ("samples/s", (stats.scored + stats.failed) / pipeline_s if pipeline_s > 0 else 0.0),
-        ("wall time (s)", total_s),
-    ]
-    print_table(f"scarlet attribute (ray, {cfg.models.generator})", rows, ("", "value"))
+    info = connect(cfg.ray)
+    extra["cluster"] = info.as_dict()
+    extra["actors"] = {"min": a.num_actors_min, "max": a.num_actors_max,
+                       "num_cpus": a.num_cpus_per_actor, "num_gpus": a.num_gpus_per_actor,
+                       "batch_size": a.ray_batch_size, "max_restarts": a.max_actor_restarts,
+                       "max_task_retries": a.max_task_retries}
+    try:
+        rows = [{"id": r.id, "source": r.source, "sample": r.sample_json} for r in todo]
+        for batch in build_dataset(cfg, rows).iter_batches(batch_size=None,
+                                                           batch_format="pyarrow"):
+            yield [{**r, "note": None} for r in batch.to_pylist()]
+    finally:
+        shutdown(info)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-import yaml
 
 from scarlet_ray.config import RayConfig
 
@@ -122,19 +121,3 @@ def worker_env() -> dict[str, str]:
     return {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
 
 
-def load_runtime_env(path: str | Path) -> dict[str, Any]:
-    """Read a ``ray job submit --runtime-env`` YAML and check the fields this project uses."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a runtime_env must be a mapping")
-    known = {"working_dir", "excludes", "env_vars", "py_modules", "pip", "uv", "conda",
-             "py_executable", "config", "image_uri", "container", "nsight"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown runtime_env field(s) {unknown}")
-    if "excludes" in data and not all(isinstance(x, str) for x in data["excludes"]):
-        raise ValueError(f"{path}: excludes: must be a list of strings")
-    env = data.get("env_vars", {}) or {}
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise ValueError(f"{path}: env_vars: keys and values must be strings")
-    return data

@@ -16,6 +16,7 @@ import torch
 
 from scarlet_ray.attribution.masks import mask_seed
 from scarlet_ray.attribution.scoring import PreparedSample, score_masks
+from scarlet_ray.formatting import passage_text
 from scarlet_ray.models.generator import Generator
 from scarlet_ray.prompt import chat_messages
 from scarlet_ray.records import Passage
@@ -34,11 +35,6 @@ def ndcg_at_k(scores: Sequence[float], relevant: Sequence[bool], k: int) -> floa
     return dcg / ideal
 
 
-def rank_above(scores: Sequence[float], a: int, b: int) -> bool:
-    """True if passage ``a`` is ranked strictly above ``b``."""
-    return float(scores[a]) > float(scores[b])
-
-
 def loo_scores(gen: Generator, prep: PreparedSample, target: str = "logprob_sum",
                max_batch_tokens: int = 16384) -> np.ndarray:
     """Leave-one-out: score(all) - score(all but i)."""
@@ -52,7 +48,7 @@ def loo_scores(gen: Generator, prep: PreparedSample, target: str = "logprob_sum"
 
 def similarity_scores(encoder: Any, query: str, passages: Sequence[Passage]) -> np.ndarray:
     """Cosine similarity of the query and each passage (title + text) with the retriever."""
-    texts = [f"{p.title}\n{p.text}" if p.title else p.text for p in passages]
+    texts = [passage_text(p.title, p.text) for p in passages]
     q = encoder.encode([query], normalize_embeddings=True, convert_to_numpy=True)
     d = encoder.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
     return (d @ q[0]).astype(np.float64)

@@ -4,7 +4,9 @@ Three conditions per sample, all through the same prompt (DESIGN.md section 5):
 ``retrieved`` (the retriever's top-k from the corpus), ``none`` (no passages: the floor) and
 ``gold`` (the sample's gold passages: the ceiling; samples without gold ids have no gold row).
 Predictions are appended per batch to predictions.jsonl, one line per sample with all conditions,
-so a rerun skips finished samples and a crash loses at most the batch in flight.
+so a rerun skips finished samples and a crash loses at most the batch in flight. Every prompt is
+fitted to the generator's window (prompt + max_new_tokens) by the shared rule of
+``prompt.fit_passages``; a row names the passages cut under ``prompt_cut``.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
 from scarlet_ray.evaluation.metrics import references, score
+from scarlet_ray.prompt import PromptTooLong, WindowLog, fit_chat_prompt
 from scarlet_ray.records import CorpusPassage, Passage, Sample
 from scarlet_ray.synthesis.tasks import Task, get_task
 
@@ -137,29 +140,54 @@ def build_items(samples: Sequence[Sample], retrieved: dict[str, list[Passage]],
     return items
 
 
+class RagRun(NamedTuple):
+    """What ``run_items`` did: rows written, and the manifest's ``prompt_window``
+    (``prompt.WindowLog.summary()``); a tuple, so ``written, window = run_items(...)``."""
+
+    written: int
+    prompt_window: dict[str, Any]
+
+
 def run_items(gen: Any, items: Sequence[RagItem], *, max_new_tokens: int, batch_size: int,
-              chunk: int, on_rows: Callable[[list[dict[str, Any]]], None]) -> int:
+              chunk: int, on_rows: Callable[[list[dict[str, Any]]], None]) -> RagRun:
     """Generate and score every condition of every item; ``on_rows`` gets each finished chunk
-    of rows (one per sample) so the caller can append them durably. Returns rows written."""
+    of rows (one per sample) so the caller can append them durably.
+
+    Each prompt is fitted to ``gen.window`` with ``max_new_tokens`` kept free, so a huge
+    retrieved passage costs a window's worth of compute instead of minutes; a prompt that does
+    not fit even without passages stops the run with one line naming the sample.
+    """
     done = 0
+    windows = WindowLog(gen.window)
     with tqdm(total=len(items), desc="rag", unit="sample") as bar:
         for s in range(0, len(items), chunk):
             part = items[s:s + chunk]
             jobs: list[tuple[int, str]] = []
             prompts: list[list[int]] = []
+            cuts: list[dict[str, list[str]]] = [{} for _ in part]
             for i, it in enumerate(part):
                 for cond, passages in it.contexts.items():
+                    try:
+                        fit = fit_chat_prompt(gen, it.instruction, passages, it.sample.input,
+                                              window=gen.window, room=max_new_tokens)
+                    except PromptTooLong as exc:
+                        windows.add_error(it.sample.id)
+                        raise PromptTooLong(f"sample {it.sample.id!r} ({cond}): {exc}") from None
+                    windows.add(it.sample.id, fit)
+                    if fit.cut:
+                        cuts[i][cond] = fit.cut
                     jobs.append((i, cond))
-                    prompts.append(gen.prompt_ids(it.instruction, passages, it.sample.input))
+                    prompts.append(fit.ids)
             texts = generate_all(gen, prompts, max_new_tokens, batch_size)
             rows: list[dict[str, Any]] = []
-            for it in part:
-                rows.append({"id": it.sample.id, "task": it.sample.task,
-                             "metric": it.task.metric,
-                             "references": references(it.sample.output, it.sample.answers),
-                             "passage_ids": {c: [p.id for p in ps]
-                                             for c, ps in it.contexts.items()},
-                             "predictions": {}, "scores": {}})
+            for i, it in enumerate(part):
+                row = {"id": it.sample.id, "task": it.sample.task, "metric": it.task.metric,
+                       "references": references(it.sample.output, it.sample.answers),
+                       "passage_ids": {c: [p.id for p in ps] for c, ps in it.contexts.items()},
+                       "predictions": {}, "scores": {}}
+                if cuts[i]:
+                    row["prompt_cut"] = cuts[i]  # passage ids shortened or dropped, per condition
+                rows.append(row)
             for (i, cond), text in zip(jobs, texts, strict=True):
                 row = rows[i]
                 row["predictions"][cond] = text
@@ -167,7 +195,7 @@ def run_items(gen: Any, items: Sequence[RagItem], *, max_new_tokens: int, batch_
             on_rows(rows)
             done += len(rows)
             bar.update(len(part))
-    return done
+    return RagRun(written=done, prompt_window=windows.summary())
 
 
 def rescore(rows: Sequence[dict[str, Any]]) -> None:

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scarlet_ray.layout import RunLayout
+
 log = logging.getLogger(__name__)
 
-STAGES = ("context", "synthesis", "attribution", "labels", "train", "eval")
 LABEL_COLORS = {"pos": "#2e7d32", "mid": "#9e9e9e", "neg": "#c62828"}
 RETRIEVAL_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 CONDITION_NAMES = {"none": "no retrieval", "gold": "gold passages", "retrieved": "retrieved"}
@@ -47,7 +48,7 @@ def _variant_order(name: str) -> tuple[int, str]:
 def _eval_runs(run_dir: Path, kind: str) -> dict[str, dict[str, Any]]:
     """eval/<kind>_<variant>/metrics.json for every variant, base and trained first."""
     out: dict[str, dict[str, Any]] = {}
-    ev = run_dir / "eval"
+    ev = RunLayout(run_dir).eval_dir
     if not ev.is_dir():
         return out
     for d in sorted(ev.glob(f"{kind}_*"), key=lambda p: _variant_order(p.name[len(kind) + 1:])):
@@ -73,7 +74,8 @@ def _sample_tasks(samples_path: Path | None) -> dict[str, str]:
 def _find_samples(run_dir: Path, samples_path: Path | None) -> Path | None:
     if samples_path is not None:
         return samples_path
-    for cand in (run_dir / "synthesis" / "samples.jsonl", run_dir / "samples.jsonl"):
+    lay = RunLayout(run_dir)
+    for cand in (lay.samples, lay.synthesized, run_dir / "samples.jsonl"):
         if cand.exists():
             return cand
     return None
@@ -82,7 +84,7 @@ def _find_samples(run_dir: Path, samples_path: Path | None) -> Path | None:
 def _attributions(run_dir: Path) -> list[Any]:
     from scarlet_ray.records import read_attributions
 
-    d = run_dir / "attribution" / "attributions"
+    d = RunLayout(run_dir).attributions
     if not d.is_dir():
         return []
     try:
@@ -93,30 +95,27 @@ def _attributions(run_dir: Path) -> list[Any]:
 
 
 def _stage_manifests(run_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Stage -> its manifest(s); eval holds one per evaluation subfolder."""
+    """Stage -> the manifests of its folders (RunLayout.stage_dirs)."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for st in STAGES:
+    for st, dirs in RunLayout(run_dir).stage_dirs():
         found = []
-        m = _read_json(run_dir / st / "manifest.json")
-        if m is not None:
-            found.append(m)
-        if st == "eval" and (run_dir / st).is_dir():
-            for sub in sorted((run_dir / st).iterdir()):
-                mm = _read_json(sub / "manifest.json") if sub.is_dir() else None
-                if mm is not None:
-                    found.append({**mm, "_name": sub.name})
+        for d in dirs:
+            m = _read_json(d / "manifest.json")
+            if m is not None:
+                found.append({**m, "_name": d.name})
         if found:
             out[st] = found
     return out
 
 
 def _seconds(man: dict[str, Any]) -> float:
-    """Wall-clock seconds of a stage; ``timings_total`` (summed over resumed invocations) wins
-    over ``timings`` (the last invocation only)."""
-    t = man.get("timings_total") or man.get("timings") or {}
-    if "total" in t:
-        return float(t["total"])
-    return float(sum(v for v in t.values() if isinstance(v, (int, float))))
+    """Wall-clock seconds of a stage: the manifest's ``timings.total_s`` (older manifests:
+    ``total``); a manifest without either counts 0, never the sum of its parts."""
+    t = man.get("timings") or {}
+    for key in ("total_s", "total"):
+        if isinstance(t.get(key), (int, float)):
+            return float(t[key])
+    return 0.0
 
 
 def _cost(man: dict[str, Any]) -> float | None:
@@ -364,7 +363,7 @@ def _img(name: str, alt: str) -> str:
 def build_report(run_dir: Path, samples_path: Path | None = None) -> Path:
     """Write RUN_DIR/report/report.html and its PNG figures; return the HTML path."""
     run_dir = Path(run_dir)
-    out = run_dir / "report"
+    out = RunLayout(run_dir).report_dir
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):  # figures of a stage that no longer has data must not linger
         old.unlink()
@@ -405,7 +404,7 @@ def build_report(run_dir: Path, samples_path: Path | None = None) -> Path:
     sections.append("\n".join(sec))
 
     # ---- labels stage (kept / dropped samples)
-    lab_man = _read_json(run_dir / "labels" / "manifest.json")
+    lab_man = _read_json(RunLayout(run_dir).train_file.parent / "manifest.json")
     sec = ["<h2>Training examples</h2>"]
     if lab_man is not None and lab_man.get("counts"):
         sec.append(_table(["count", "value"], sorted(lab_man["counts"].items())))
@@ -446,7 +445,7 @@ def build_report(run_dir: Path, samples_path: Path | None = None) -> Path:
     mans = _stage_manifests(run_dir)
     sec = ["<h2>Time and cost per stage</h2>"]
     rows, trows = [], []
-    for st in STAGES:
+    for st, _ in RunLayout(run_dir).stage_dirs():
         ms = mans.get(st)
         if not ms:
             trows.append((st, "not run", "", "", ""))

@@ -38,6 +38,11 @@ class Generator:
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def window(self) -> int | None:
+        """Tokens the model takes (prompt plus generated); None where its config does not say."""
+        return model_window(self.model)
+
+    @property
     def n_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
@@ -50,6 +55,16 @@ class Generator:
 
     def answer_ids(self, answer: str) -> list[int]:
         return list(self.tokenizer(answer, add_special_tokens=False)["input_ids"])
+
+
+def model_window(model: Any) -> int | None:
+    """The context window from a transformers config (the first of the usual keys set)."""
+    cfg = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
 
 
 def cpu_supports_bf16() -> bool:

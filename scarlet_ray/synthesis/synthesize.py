@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from scarlet_ray.config import Config, SynthesisConfig
+from scarlet_ray.prompt import PromptFit, PromptTooLong, WindowLog, fit_passages
 from scarlet_ray.records import (
     Passage,
     Sample,
@@ -30,6 +32,7 @@ from scarlet_ray.records import (
     repair_tail,
     write_jsonl,
 )
+from scarlet_ray.stagedir import StageOptions, StageRun
 from scarlet_ray.synthesis.cache import CachedChat, ChatCache
 from scarlet_ray.synthesis.checks import rule_check
 from scarlet_ray.synthesis.llm import ChatLLM, LLMError, Usage
@@ -65,6 +68,8 @@ class Outcome:
     reason: str = ""
     record: dict[str, Any] = field(default_factory=dict)
     sample: Sample | None = None
+    fits: list[PromptFit] = field(default_factory=list)  # every prompt's window fit
+    too_long: bool = False  # a prompt did not fit the window even with its passages cut
 
 
 class _Idle(ChatLLM):
@@ -83,14 +88,36 @@ def pair_id(context_id: str, task: str) -> str:
     return f"{context_id}-{task}"
 
 
+def fit_messages(llm: CachedChat, build: Callable[[Sequence[Passage]], list[dict]],
+                 passages: Sequence[Passage], room: int, fits: list[PromptFit]) -> list[dict]:
+    """``build(passages)`` with the passages fitted to the backend's window by the shared rule
+    (``prompt.fit_passages``; ``room`` = the call's max_tokens), the fit appended to ``fits``.
+
+    A backend without a known window (openai) gets the prompt as built: the server refuses an
+    over-long prompt itself, and that failure lands in errors.jsonl.
+    """
+    inner = llm.llm
+    if inner.window is None:
+        return build(passages)
+    fit = fit_passages(lambda ps: inner.prompt_ids(build(ps)), passages, window=inner.window,
+                       room=room, min_passages=min(1, len(passages)))
+    fits.append(fit)
+    if fit.cut:
+        log.info("prompt fitted to the window: %s", fit.note)
+    return build(fit.passages)
+
+
 def _noise_passage(llm: CachedChat, s: SynthesisConfig, passages: list[Passage], inp: str,
-                   out: str) -> tuple[Passage | None, str | None]:
+                   out: str, fits: list[PromptFit]) -> tuple[Passage | None, str | None]:
     try:
-        r = llm.chat(noise_messages(passages, inp, out), temperature=s.temperature,
-                     max_tokens=s.max_tokens, seed=s.seed)
+        msgs = fit_messages(llm, lambda ps: noise_messages(ps, inp, out), passages[:3],
+                            s.max_tokens, fits)
+        r = llm.chat(msgs, temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed)
         title, text = parse_noise(r.text)
     except (LLMError, ParseError) as exc:
         return None, f"noise:{exc.reason}"
+    except PromptTooLong:
+        return None, "noise:window"
     taken = {p.id for p in passages}
     pid, k = "noise", 1
     while pid in taken:
@@ -104,22 +131,34 @@ def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig
     pre = s.prefill and llm.llm.supports_prefill
     sid = pair_id(ctx.id, task.name)
     base = {"id": sid, "context_id": ctx.id, "task": task.name}
+    fits: list[PromptFit] = []
 
     def rejected(stage: str, reason: str, detail: str, raw: str, **kw: Any) -> Outcome:
         return Outcome("rejected", task.name, reason,
                        {**base, "stage": stage, "reason": reason, "detail": detail,
-                        "raw": raw[:4000], **kw})
+                        "raw": raw[:4000], **kw}, fits=fits)
 
     def failed(stage: str, exc: LLMError) -> Outcome:
         return Outcome("failed", task.name, f"llm:{exc.reason}",
                        {"source": "synthesis", "id": sid, "field": stage,
                         "reason": f"llm:{exc.reason}", "detail": str(exc)[:300],
-                        "context_id": ctx.id, "task": task.name, "attempts": exc.attempts})
+                        "context_id": ctx.id, "task": task.name, "attempts": exc.attempts},
+                       fits=fits)
+
+    def too_long(stage: str, exc: PromptTooLong) -> Outcome:
+        # final, like any rejection: the same prompt never fits the same window on a rerun
+        o = rejected(stage, "window:too_long", str(exc), "")
+        o.too_long = True
+        return o
 
     try:
-        r = llm.chat(_with_prefill(synthesis_messages(task, ctx.passages), SYNTH_PREFILL, pre),
-                     temperature=s.temperature,
-                     max_tokens=s.max_tokens, seed=s.seed)
+        msgs = fit_messages(llm, lambda ps: _with_prefill(synthesis_messages(task, ps),
+                                                          SYNTH_PREFILL, pre),
+                            ctx.passages, s.max_tokens, fits)
+    except PromptTooLong as exc:
+        return too_long("synthesis", exc)
+    try:
+        r = llm.chat(msgs, temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed)
     except LLMError as exc:
         return failed("synthesis", exc)
     try:
@@ -131,10 +170,15 @@ def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig
         return rejected("rule", reason, f"output {out[:200]!r}", r.text, input=inp, output=out)
     check = "skipped"
     if s.check:
+        check_tokens = min(CHECK_MAX_TOKENS, s.max_tokens)
         try:
-            c = llm.chat(_with_prefill(check_messages(task, ctx.passages, inp, out),
-                                       CHECK_PREFILL, pre), temperature=0.0,
-                         max_tokens=min(CHECK_MAX_TOKENS, s.max_tokens), seed=s.seed)
+            msgs = fit_messages(llm, lambda ps: _with_prefill(check_messages(task, ps, inp, out),
+                                                              CHECK_PREFILL, pre),
+                                ctx.passages, check_tokens, fits)
+        except PromptTooLong as exc:
+            return too_long("check", exc)
+        try:
+            c = llm.chat(msgs, temperature=0.0, max_tokens=check_tokens, seed=s.seed)
         except LLMError as exc:
             return failed("check", exc)
         try:
@@ -149,7 +193,7 @@ def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig
     meta: dict[str, Any] = {"context_id": ctx.id, "synthesizer": synthesizer, "check": check,
                             "prompt_version": PROMPT_VERSION, "seed_input": ctx.input}
     if s.noise_passage:
-        noise, err = _noise_passage(llm, s, passages, inp, out)
+        noise, err = _noise_passage(llm, s, passages, inp, out, fits)
         if noise is not None:
             passages.append(noise)
             meta["noise_passage_id"] = noise.id
@@ -158,7 +202,7 @@ def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig
     answers = [out] if (task.labels or task.extractive or task.metric == "substring") else []
     sample = Sample(id=sid, task=task.name, instruction=task.instruction, input=inp, output=out,
                     answers=answers, passages=passages, meta=meta)
-    return Outcome("accepted", task.name, "", sample=sample)
+    return Outcome("accepted", task.name, "", sample=sample, fits=fits)
 
 
 def _safe_url(url: str | None) -> str | None:
@@ -191,20 +235,37 @@ class RunSummary:
     failed: int
     attempted: int
     rows: list[tuple[Any, ...]]
+    prompt_window: dict[str, Any] = field(default_factory=dict)  # WindowLog.summary()
+    exit_code: int = 0  # 1: more than synthesis.max_error_rate of the pairs failed
+    message: str = ""
+
+
+OUTPUTS = ("samples.jsonl", "rejected.jsonl", "llm_cache.jsonl")
 
 
 def run_synthesis(cfg: Config, contexts: str | Path, out_dir: str | Path,
-                  llm: ChatLLM | None = None, progress: bool = True) -> RunSummary:
-    """Synthesize every pending (context, task) pair of ``contexts`` into ``out_dir``."""
+                  llm: ChatLLM | None = None, progress: bool = True,
+                  options: StageOptions | None = None) -> RunSummary:
+    """Stage 2: synthesize every pending (context, task) pair of ``contexts`` into ``out_dir``.
+
+    Pairs already accepted or rejected are skipped; failed pairs are retried (errors.jsonl lists
+    what is still missing after this run)."""
+    with StageRun(Path(out_dir), "synthesize", cfg.dump(), OUTPUTS,
+                  options or StageOptions()) as st:
+        summary = _run(cfg, contexts, st, llm, progress)
+        if summary.exit_code:
+            st.fail(summary.message)
+        return summary
+
+
+def _run(cfg: Config, contexts: str | Path, st: StageRun, llm: ChatLLM | None,
+         progress: bool) -> RunSummary:
     from tqdm import tqdm
 
-    from scarlet_ray.manifest import write_manifest
     from scarlet_ray.synthesis.llm import build_llm
 
-    t0 = time.time()
     s = cfg.synthesis
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = st.out
     samples_p, rejected_p, errors_p = out / "samples.jsonl", out / "rejected.jsonl", out / "errors.jsonl"
     tasks = selected_tasks(s)
     if not Path(contexts).exists():
@@ -217,6 +278,7 @@ def run_synthesis(cfg: Config, contexts: str | Path, out_dir: str | Path,
     report = read_jsonl(contexts, Sample, on_error="quarantine", errors_path=errors_p,
                         require_passages=True)
     ctxs = report.records
+    st.require_records(len(ctxs), str(contexts), len(report.errors))
     if cfg.synthesis.max_contexts is not None:
         ctxs = ctxs[: cfg.synthesis.max_contexts]
     ids = [pair_id(c.id, t.name) for c in ctxs for t in tasks]
@@ -246,11 +308,17 @@ def run_synthesis(cfg: Config, contexts: str | Path, out_dir: str | Path,
         synthesizer["base_url"] = _safe_url(s.base_url)
 
     lock = threading.Lock()
+    windows = WindowLog(llm.window)
     run_status: Counter = Counter()
     failed_reasons: dict[str, Counter] = defaultdict(Counter)
     bar = tqdm(total=n_pairs, desc="synthesize", unit="pair", disable=not progress)
 
     def record(o: Outcome) -> None:
+        pid = o.record.get("id") or (o.sample.id if o.sample else "?")
+        for f in o.fits:
+            windows.add(pid, f)
+        if o.too_long:
+            windows.add_error(pid)
         with lock:
             if o.status == "accepted":
                 write_jsonl(samples_p, [o.sample], append=True)
@@ -297,22 +365,26 @@ def run_synthesis(cfg: Config, contexts: str | Path, out_dir: str | Path,
                              "failed_reasons": dict(failed_reasons[t.name])}
                     for t in tasks},
     }
-    status = "complete" if failed_total == 0 and not report.errors else "incomplete"
-    write_manifest(out, "synthesize", config=cfg.dump(), models={"synthesizer": synthesizer},
-                   counts=counts, timings={"total_s": time.time() - t0, "llm_load_s": load_s,
-                                           "pairs_s": run_s}, status=status,
-                   extra={"usage": usage_d,
-                          "cache": {"path": str(cache.path), "entries": len(cache),
-                                    "paid_prompt_tokens": paid_in,
-                                    "paid_completion_tokens": paid_out,
-                                    "paid_cost_usd": round(usage.cost(paid_in, paid_out), 6)},
-                          "prompt_version": PROMPT_VERSION})
+    st.models["synthesizer"] = synthesizer
+    st.counts.update(counts)
+    st.timings.update(llm_load_s=load_s, pairs_s=run_s)
+    st.extra.update(usage=usage_d,
+                    cache={"path": str(cache.path), "entries": len(cache),
+                           "paid_prompt_tokens": paid_in, "paid_completion_tokens": paid_out,
+                           "paid_cost_usd": round(usage.cost(paid_in, paid_out), 6)},
+                    prompt_version=PROMPT_VERSION, prompt_window=windows.summary())
     rows: list[tuple[Any, ...]] = [
         (t.name, accepted[t.name], rejected[t.name], sum(failed_reasons[t.name].values()),
          ", ".join(f"{k}={v}" for k, v in sorted(rej_reasons[t.name].items())) or "-")
         for t in tasks]
-    return RunSummary(counts=counts, usage=usage_d, failed=failed_total, attempted=n_pairs,
-                      rows=rows)
+    summary = RunSummary(counts=counts, usage=usage_d, failed=failed_total, attempted=n_pairs,
+                         rows=rows, prompt_window=windows.summary())
+    if failure_rate_exceeded(summary, s.max_error_rate):
+        summary.exit_code = 1
+        summary.message = (f"{failed_total} of {n_pairs} pairs failed (> synthesis."
+                           f"max_error_rate={s.max_error_rate}); see {errors_p} and rerun to "
+                           "retry them")
+    return summary
 
 
 def failure_rate_exceeded(summary: RunSummary, max_error_rate: float) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scarlet_ray.formatting import query_text
 from scarlet_ray.records import RecordError, TrainingExample, iter_jsonl_objects, validate_record
 
 
@@ -89,7 +90,7 @@ class Batcher:
         return np.random.default_rng([self.seed, epoch]).permutation(n)
 
     def query_text(self, ex: TrainingExample) -> str:
-        return (ex.prompt or self.query_instruction) + ex.query
+        return query_text(ex.prompt or self.query_instruction, ex.query)
 
     def group(self, idx: int, epoch: int) -> list[str]:
         """One positive and ``group_size - 1`` negatives, sampled by (seed, epoch, example)."""

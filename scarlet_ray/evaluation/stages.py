@@ -1,0 +1,303 @@
+"""Stage 6 as plain functions: retrieval on a BEIR set, attribution vs gold, downstream RAG.
+
+Each runs inside ``stagedir.StageRun`` (lock, fingerprint, manifest, errors) and returns a
+``StageOutcome``; the ``scarlet evaluate ...`` commands and ``scarlet run`` both call them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from scarlet_ray.config import Config
+from scarlet_ray.errors import UsageError
+from scarlet_ray.stagedir import StageOptions, StageRun
+from scarlet_ray.stages import StageOutcome
+
+
+def resolve_device(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _write_json(path: Path, obj: Any, indent: int = 2) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=indent))
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------ retrieval
+def retrieval(cfg: Config, model: str, beir: str | Path, split: str, out: str | Path,
+              options: StageOptions | None = None) -> StageOutcome:
+    """A retriever on a BEIR set -> metrics.json, per_query.json, run.trec."""
+    from scarlet_ray.datasets.beir import read_beir
+    from scarlet_ray.evaluation.retrieval import evaluate_dense, write_trec_run
+    from scarlet_ray.models.encoder import load_encoder
+
+    beir_dir = Path(beir)
+    if not beir_dir.is_dir():
+        raise UsageError(f"{beir_dir}: not a BEIR directory (corpus.jsonl, queries.jsonl, "
+                         "qrels/)")
+    with StageRun(Path(out), "evaluate_retrieval", cfg.dump(),
+                  ("metrics.json", "per_query.json", "run.trec", "cache"),
+                  options or StageOptions(), args={"model": model, "split": split}) as st:
+        st.models["retriever"] = model
+        st.extra.update(beir=str(beir_dir), split=split)
+        t0 = time.perf_counter()
+        data = read_beir(beir_dir, split)
+        st.timings["read_s"] = time.perf_counter() - t0
+        if not data.queries:
+            raise UsageError(f"{beir_dir}: no queries with qrels in split {split!r}")
+        t0 = time.perf_counter()
+        encoder = load_encoder(model, device=resolve_device(cfg.models.device))
+        st.timings["load_model_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res = evaluate_dense(encoder, data, k=cfg.evaluation.top_k, cache_dir=st.path("cache"),
+                             batch_size=cfg.context.encode_batch_size,
+                             query_prefix=cfg.training.query_instruction,
+                             limit=cfg.evaluation.limit)
+        st.timings["search_and_score_s"] = time.perf_counter() - t0
+        tag = Path(model).name if os.sep in model else model
+        n_lines = write_trec_run(st.path("run.trec"), res["hits"], tag=tag)
+        metrics = {
+            **{k: round(v, 6) for k, v in res["metrics"].items()},
+            "n_queries": len(res["per_query"]), "n_docs": len(data.corpus), "model": model,
+            "beir": str(beir_dir), "split": split, "top_k": max(cfg.evaluation.top_k, 100),
+            # judged documents missing from the corpus stay judged, as BEIR's evaluation does
+            "qrels_unknown_docs": res["info"].get("qrels_unknown_docs", 0),
+            "qrels_queries_without_text": res["info"].get("qrels_queries_without_text", 0),
+        }
+        _write_json(st.path("metrics.json"), metrics)
+        _write_json(st.path("per_query.json"), res["per_query"], indent=1)
+        st.counts.update(queries=len(res["per_query"]), docs=len(data.corpus),
+                         run_lines=n_lines, docs_encoded=res["info"]["encoded"],
+                         docs_from_cache=res["info"]["cached"],
+                         qrels_unknown_docs=metrics["qrels_unknown_docs"],
+                         qrels_queries_without_text=metrics["qrels_queries_without_text"])
+        st.extra.update(cache_key=res["info"]["cache_key"], metrics=res["metrics"])
+        rows = [(m, res["metrics"][m]) for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10")]
+        rows += [("queries", len(res["per_query"])), ("docs", len(data.corpus)),
+                 ("docs encoded (rest cached)", res["info"]["encoded"]), ("model", model),
+                 ("output", str(st.out))]
+        return StageOutcome("evaluate_retrieval", 0, rows, "", st.out)
+
+
+# ------------------------------------------------------------------ attribution vs gold
+def attribution(cfg: Config, attributions: str | Path, samples_path: str | Path,
+                out: str | Path, options: StageOptions | None = None) -> StageOutcome:
+    """nDCG@1/@5 of the utilities against gold passages, beside the baselines."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from scarlet_ray.attribution.engine import AttributionEngine
+    from scarlet_ray.evaluation.attribution import (
+        attention_scores,
+        loo_scores,
+        ndcg_at_k,
+        random_scores,
+        similarity_scores,
+    )
+    from scarlet_ray.records import RecordError, Sample, read_attributions, read_jsonl
+
+    with StageRun(Path(out), "evaluate_attribution", cfg.dump(), ("metrics.json",),
+                  options or StageOptions()) as st:
+        st.errors.path.unlink(missing_ok=True)  # rewritten whole
+        attrs = read_attributions(attributions)
+        rep = read_jsonl(samples_path, Sample, on_error="quarantine")
+        st.errors.add(rep.errors, stage="read")
+        samples = {s.id: s for s in rep.records}
+        if attrs and not any(a.id in samples for a in attrs) and not st.options.allow_empty:
+            raise UsageError(f"{samples_path}: none of the {len(attrs)} attributed ids in "
+                             f"{attributions} is a sample there (the wrong samples file?)")
+        base = list(cfg.attribution.eval_baselines)
+        gen = enc = None
+        if {"loo", "attention"} & set(base):
+            from scarlet_ray.models.generator import load_generator
+
+            gen = load_generator(cfg.models.generator, cfg.models.dtype, cfg.models.device)
+        if "similarity" in base:
+            from scarlet_ray.models.encoder import load_encoder
+
+            enc = load_encoder(cfg.models.retriever)
+        st.models.update(generator=cfg.models.generator, retriever=cfg.models.retriever)
+        engine = AttributionEngine(gen, cfg.attribution, cfg.labels,
+                                   generator_name=cfg.models.generator)
+        methods = ["perturbation", *base]
+        res: dict[str, dict[str, list[float]]] = {m: {"ndcg@1": [], "ndcg@5": []}
+                                                  for m in methods}
+        skipped = {"no_sample": 0, "no_gold": 0, "passage_missing": 0}
+        for a in tqdm(attrs, desc="evaluate attribution", unit="sample"):
+            s = samples.get(a.id)
+            if s is None:
+                skipped["no_sample"] += 1
+                continue
+            gold = set(s.gold_passage_ids) & set(a.passage_ids)
+            if not gold:
+                skipped["no_gold"] += 1
+                continue
+            by_id = {p.id: p for p in s.passages}
+            missing = [p for p in a.passage_ids if p not in by_id]
+            if missing:  # the attribution was made on another version of this sample
+                skipped["passage_missing"] += 1
+                st.errors.add([RecordError(str(samples_path), "passages",
+                                           f"passage ids {missing} of the attribution are not "
+                                           "in this sample", a.id)])
+                continue
+            rel = [pid in gold for pid in a.passage_ids]
+            scores = {"perturbation": np.asarray(a.utility)}
+            if gen is not None:
+                sub = s.model_copy(update={"passages": [by_id[p] for p in a.passage_ids]})
+                prep = engine.prepare(sub)
+                if [p.id for p in prep.passages] == a.passage_ids:
+                    if "loo" in base:
+                        scores["loo"] = loo_scores(gen, prep, cfg.attribution.target)
+                    if "attention" in base:
+                        scores["attention"] = attention_scores(gen, prep)
+            if enc is not None:
+                scores["similarity"] = similarity_scores(enc, s.input,
+                                                         [by_id[p] for p in a.passage_ids])
+            if "random" in base:
+                scores["random"] = random_scores(s.id, len(a.passage_ids), cfg.seed)
+            for m, v in scores.items():
+                res[m]["ndcg@1"].append(ndcg_at_k(v, rel, 1))
+                res[m]["ndcg@5"].append(ndcg_at_k(v, rel, 5))
+        metrics = {m: {k: (float(np.mean(v)) if v else None) for k, v in d.items()}
+                   | {"n": len(d["ndcg@1"])} for m, d in res.items()}
+        _write_json(st.path("metrics.json"), {"methods": metrics, "skipped": skipped})
+        st.counts.update(attributions=len(attrs), **skipped)
+        rows = [(f"{m} nDCG@1 / @5 (n)",
+                 f"{_f(metrics[m]['ndcg@1'])} / {_f(metrics[m]['ndcg@5'])} ({metrics[m]['n']})")
+                for m in methods]
+        return StageOutcome("evaluate_attribution", 0, rows, "", st.out)
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+# ------------------------------------------------------------------ RAG
+def _extra_tasks(cfg: Config) -> dict[str, Any]:
+    from scarlet_ray.synthesis.tasks import BUILTIN_TASKS, task_pool
+
+    pool = task_pool(cfg.synthesis.extra_tasks)
+    return {k: v for k, v in pool.items() if k not in BUILTIN_TASKS}
+
+
+def _check_tasks(samples: list[Any], path: str, extra: dict[str, Any]) -> None:
+    from scarlet_ray.synthesis.tasks import get_task
+
+    for s in samples:
+        try:
+            get_task(s.task, extra)
+        except KeyError as exc:
+            raise UsageError(f"{path}: sample {s.id!r}: task: {exc.args[0]}") from None
+
+
+def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
+        out: str | Path, options: StageOptions | None = None) -> StageOutcome:
+    """Retriever + generator on samples -> predictions.jsonl (resumable), metrics.json."""
+    from scarlet_ray.evaluation.dense import model_fingerprint, search
+    from scarlet_ray.evaluation.rag import (
+        build_items,
+        load_corpus,
+        read_predictions,
+        rescore,
+        run_items,
+        summarize,
+    )
+    from scarlet_ray.formatting import passage_text
+    from scarlet_ray.models.encoder import load_encoder
+    from scarlet_ray.models.generator import load_generator
+    from scarlet_ray.records import Passage, Sample, completed_ids, read_jsonl, write_jsonl
+
+    ev = cfg.evaluation
+    extra = _extra_tasks(cfg)
+    conditions = list(dict.fromkeys(ev.rag_conditions))
+    args = {"model": model, "corpus": str(corpus), "samples": str(samples_path),
+            "conditions": conditions}
+    with StageRun(Path(out), "evaluate_rag", cfg.dump(),
+                  ("predictions.jsonl", "metrics.json", "cache"), options or StageOptions(),
+                  args=args) as st:
+        preds_path = st.path("predictions.jsonl")
+        st.models.update(retriever=model, generator=cfg.models.generator)
+        t0 = time.perf_counter()
+        samples = read_jsonl(samples_path, Sample, require_passages=False).records
+        if ev.limit is not None:
+            samples = samples[:ev.limit]
+        st.require_records(len(samples), str(samples_path))
+        _check_tasks(samples, str(samples_path), extra)
+        from scarlet_ray.records import repair_tail
+
+        repair_tail(preds_path)
+        done = completed_ids(preds_path)
+        todo = [s for s in samples if s.id not in done]
+        st.timings["read_s"] = time.perf_counter() - t0
+        prev = st.previous if st.resumed and st.previous else {}
+        old_fp = prev.get("retriever_fingerprint") or (prev.get("run_key") or {}).get(
+            "retriever_fingerprint")  # where folders of older versions kept it
+        retrieved: dict[str, list[Passage]] = {}
+        info: dict[str, Any] = {}
+        if todo and "retrieved" in conditions:
+            t0 = time.perf_counter()
+            encoder = load_encoder(model, device=resolve_device(cfg.models.device))
+            fp = model_fingerprint(encoder)
+            if done and old_fp is not None and fp != old_fp:
+                raise UsageError(f"{st.out}: predictions were made with other weights under "
+                                 f"{model!r}; use a new --output or --restart")
+            old_fp = fp
+            passages = load_corpus(str(corpus))
+            st.timings["load_retriever_and_corpus_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            hits, info = search(encoder, [s.input for s in todo], [p.id for p in passages],
+                                [passage_text(p.title, p.text) for p in passages], ev.rag_top_k,
+                                st.path("cache"), batch_size=cfg.context.encode_batch_size,
+                                query_prefix=cfg.training.query_instruction, model_key=fp)
+            by_id = {p.id: p for p in passages}
+            for s, h in zip(todo, hits, strict=True):
+                retrieved[s.id] = [Passage(id=d, title=by_id[d].title, text=by_id[d].text)
+                                   for d, _ in h]
+            st.timings["retrieve_s"] = time.perf_counter() - t0
+            del encoder
+        st.extra["retriever_fingerprint"] = old_fp
+        written = 0
+        window: Any = None
+        if todo:
+            t0 = time.perf_counter()
+            gen = load_generator(cfg.models.generator, dtype=cfg.models.dtype,
+                                 device=cfg.models.device,
+                                 attn_implementation=cfg.models.attn_implementation)
+            st.timings["load_generator_s"] = time.perf_counter() - t0
+            items = build_items(todo, retrieved, conditions, extra)
+            t0 = time.perf_counter()
+            ran = run_items(gen, items, max_new_tokens=ev.max_new_tokens,
+                            batch_size=ev.rag_batch_size, chunk=max(ev.rag_batch_size, 8),
+                            on_rows=lambda rows: write_jsonl(preds_path, rows, append=True))
+            written, window = (ran if isinstance(ran, tuple) else (ran, None))
+            st.timings["generate_s"] = time.perf_counter() - t0
+        if window is not None:
+            st.extra["prompt_window"] = window
+        rows = read_predictions(preds_path, {s.id for s in samples})
+        rescore(rows)
+        summary = summarize(rows, conditions)
+        metrics = {"conditions": summary, "n_samples": len(rows), "retriever": model,
+                   "generator": cfg.models.generator, "top_k": ev.rag_top_k,
+                   "samples": str(samples_path), "corpus": str(corpus)}
+        _write_json(st.path("metrics.json"), metrics)
+        st.counts.update(samples=len(samples), generated_now=written,
+                         resumed=len(samples) - len(todo),
+                         corpus_encoded=info.get("encoded", 0))
+        table: list[tuple[str, Any]] = []
+        for c in conditions:
+            if c in summary:
+                per = ", ".join(f"{t} {v.get('score', '-'):.3f}" if isinstance(
+                    v.get("score"), float) else t for t, v in
+                    sorted(summary[c]["per_task"].items()))
+                table.append((f"{c} (n={summary[c]['n']})",
+                              f"{summary[c]['overall']:.3f}  [{per}]"))
+        return StageOutcome("evaluate_rag", 0, table, "", st.out)
