@@ -290,14 +290,19 @@ def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]],
         repair_tail(p)
     target = p if append else p.with_name(p.name + ".tmp")
     n = 0
-    with open(target, "a" if append else "w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(_dumps(r) + "\n")
-            n += 1
-        fh.flush()
-        os.fsync(fh.fileno())
-    if not append:
-        os.replace(target, p)
+    try:
+        with open(target, "a" if append else "w", encoding="utf-8") as fh:
+            for r in records:
+                fh.write(_dumps(r) + "\n")
+                n += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        if not append:
+            os.replace(target, p)
+    except BaseException:
+        if not append:
+            target.unlink(missing_ok=True)  # no half-written temporary left behind
+        raise
     return n
 
 

@@ -353,3 +353,21 @@ def test_report_stage_time_is_the_manifest_total(tmp_path):
     assert sum(_seconds(m) for m in mans["attribution"]) == 60.0
     html = build_report(lay.root).read_text()
     assert "3.4 min" in html and "406" not in html
+
+
+def test_data_convert_output_directory_or_nothing_valid_is_one_line(tmp_path, shared_data,
+                                                                     capsys):
+    d = tmp_path / "adir"
+    d.mkdir()
+    hp = str(shared_data / "hotpotqa" / "hotpotqa_train.json")
+    assert cli(["data", "convert", "--format", "hotpotqa", "--input", hp, "--output", str(d),
+                "--limit", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a directory" in err and err.count("\n") == 0
+    assert not list(tmp_path.glob("*.tmp"))  # nothing half-written left behind
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"_id": 1}\n{"nope": true}\n')
+    assert cli(["data", "convert", "--format", "hotpotqa", "--input", str(bad), "--output",
+                str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "all 2 records invalid" in err and not (tmp_path / "o.jsonl").exists()
