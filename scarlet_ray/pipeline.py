@@ -52,6 +52,10 @@ class Pipeline:
                 stage_settings(stage_key, self.cfg.dump(), args)):
             self.results.append(StageResult(name, "skipped", 0.0, "complete in manifest"))
             return True
+        return self.call(name, fn)
+
+    def call(self, name: str, fn: Callable[[], Any]) -> bool:
+        """Run one step and record how it ended; user errors are one line, bugs are logged."""
         t0 = time.time()
         try:
             res = fn()
@@ -350,15 +354,4 @@ def run_pipeline(cfg: Config, run_dir: str | Path, options: StageOptions | None 
 
 def _plain(p: Pipeline, name: str, fn: Callable[[], Any]) -> bool:
     """A step without an output folder of its own (models, report): always run."""
-    t0 = time.time()
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001
-        line = one_line(exc)
-        if line is None:
-            log.exception("step %s failed", name)
-        p.results.append(StageResult(name, "failed", time.time() - t0,
-                                     line[0] if line else f"{type(exc).__name__}: {exc}"))
-        return False
-    p.results.append(StageResult(name, "done", time.time() - t0))
-    return True
+    return p.call(name, fn)
