@@ -95,6 +95,19 @@ def _capped(passages: Sequence[Passage], words: Sequence[list[str]], cap: int) -
             for p, w in zip(passages, words, strict=True)]
 
 
+def _largest(lo: int, hi: int, best: Any, attempt: Callable[[int], Any]) -> tuple[int, Any]:
+    """Binary search for the largest n in [lo, hi] whose ``attempt(n)`` is not None (``lo`` is
+    known to fit, with result ``best``); returns (n, its result)."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        got = attempt(mid)
+        if got is not None:
+            lo, best = mid, got
+        else:
+            hi = mid - 1
+    return lo, best
+
+
 def fit_passages(encode: Callable[[Sequence[Passage]], Sequence[int]],
                  passages: Sequence[Passage], *, window: int | None, room: int = 0,
                  min_passages: int = 0) -> PromptFit:
@@ -126,28 +139,15 @@ def fit_passages(encode: Callable[[Sequence[Passage]], Sequence[int]],
     # how many passages fit at the smallest cap (all of them, unless the context is crowded)
     m, best = len(ps), attempt(len(ps), MIN_WORDS)
     if best is None:
-        lo, hi, best = 0, len(ps) - 1, bare  # 0 passages fit: checked above
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            got = attempt(mid, MIN_WORDS)
-            if got is not None:
-                lo, best = mid, got
-            else:
-                hi = mid - 1
-        m = lo
+        # 0 passages fit: checked above
+        m, best = _largest(0, len(ps) - 1, bare, lambda n: attempt(n, MIN_WORDS))
     if m < min_passages:
         raise PromptTooLong(f"context: only {m} passage(s) fit the budget of {window} tokens "
                             f"({room} kept for the answer); at least {min_passages} needed")
     # the largest word cap that fits; a word is at least one token, so the cap is <= budget
     longest = max((len(w) for w in words[:m]), default=0)
-    lo, hi = MIN_WORDS, max(MIN_WORDS, min(longest, budget))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        got = attempt(m, mid)
-        if got is not None:
-            lo, best = mid, got
-        else:
-            hi = mid - 1
+    lo, best = _largest(MIN_WORDS, max(MIN_WORDS, min(longest, budget)), best,
+                        lambda cap: attempt(m, cap))
     kept = _capped(ps[:m], words[:m], lo)
     shortened = [p.id for p, w in zip(ps[:m], words[:m], strict=True) if len(w) > lo]
     return PromptFit(kept, best, window, room, before, shortened=shortened,
