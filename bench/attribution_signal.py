@@ -24,12 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 from _common import RESULTS, hotpotqa_train, write_json
+
+from scarlet_ray.evaluation.counterfactual import (
+    counterfactual,
+    other_answer,
+    pair_wins,
+    share_won,
+)
 
 METHODS_FIXED = ("loo", "attention", "similarity", "random")
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -37,34 +43,6 @@ MASK_COUNTS = (16, 32, 64)
 # Records timed before the scorer's walker threads ran in inference mode carry no "rev"; their
 # seconds overstate ours. The side-by-side questions are re-scored until they carry this rev.
 REV = 3
-
-
-def counterfactual(sample, other_answer: str):
-    """Copy each answer-bearing gold passage with the answer swapped; (sample, pairs)."""
-    from scarlet_ray.records import Passage
-
-    ans = sample.output.strip()
-    pat = re.compile(re.escape(ans), re.IGNORECASE)
-    passages = list(sample.passages)
-    pairs = []
-    rng = np.random.default_rng(len(sample.id))
-    for pid in sample.gold_passage_ids:
-        p = next(x for x in sample.passages if x.id == pid)
-        if ans and pat.search(p.text):
-            cf = Passage(id=f"cf-{pid}", title=p.title, text=pat.sub(other_answer, p.text))
-            passages.insert(int(rng.integers(0, len(passages) + 1)), cf)
-            pairs.append((pid, cf.id))
-    return sample.model_copy(update={"passages": passages}), pairs
-
-
-def other_answer(samples, i: int) -> str:
-    """The next question's answer that differs from this one's (case-insensitively)."""
-    mine = samples[i].output.strip().lower()
-    for j in range(1, len(samples)):
-        cand = samples[(i + j) % len(samples)].output.strip()
-        if cand.lower() != mine and mine not in cand.lower():
-            return cand
-    raise ValueError("no other answer to swap in")
 
 
 # ------------------------------------------------------------------ scoring (the slow part)
@@ -140,9 +118,7 @@ def quality(rec: dict, util) -> dict:
     out = {"ndcg@1": ndcg_at_k(x, rel, 1), "ndcg@5": ndcg_at_k(x, rel, 5)}
     if rec["variant"] == "plain":
         return out
-    idx = {p: j for j, p in enumerate(pids)}
-    return out | {"wins": [float(x[idx[a]] > x[idx[b]]) for a, b in rec["pairs"]
-                           if a in idx and b in idx]}
+    return out | {"wins": pair_wins(x, pids, [tuple(pr) for pr in rec["pairs"]])}
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -151,7 +127,7 @@ def summarise(rows: list[dict]) -> dict:
     out = {k: float(np.mean([r[k] for r in rows])) for k in ("ndcg@1", "ndcg@5")}
     if "wins" in rows[0]:
         wins = [w for r in rows for w in r["wins"]]
-        out |= {"true_above_cf": float(np.mean(wins)) if wins else None, "pairs": len(wins)}
+        out |= {"true_above_cf": share_won(wins), "pairs": len(wins)}
     return out
 
 
@@ -218,8 +194,8 @@ def per_question(recs: list[dict], util_of, measure: str) -> np.ndarray:
     vals = []
     for r in recs:
         q = quality(r, util_of(r))
-        vals.append((np.mean(q["wins"]) if q["wins"] else np.nan) if measure == "wins"
-                    else q[measure])
+        share = share_won(q["wins"]) if measure == "wins" else q[measure]
+        vals.append(np.nan if share is None else share)
     return np.asarray(vals, dtype=np.float64)
 
 

@@ -1,49 +1,50 @@
-"""Markdown results table of a `scarlet run` directory: retrieval and RAG per retriever.
+"""Markdown results table of a `scarlet run` directory: per evaluation set, RAG with each
+retriever (the SCARLet paper's Table 2), closed corpus and, where it ran, pooled corpus; then
+retrieval nDCG@10 per set.
 
     python bench/results_table.py runs/quickstart
 
-Reads RUN_DIR/eval/{retrieval,rag}_<variant>/metrics.json as written by the run; prints what is
-there and marks what is missing, never a number it did not read.
+Reads RUN_DIR/eval/<set>/{rag,rag-pooled,retrieval}_<variant>/metrics.json as written by the run
+(the same reading as the HTML report); prints what is there and marks what is missing
+"not run", never a number it did not read.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from scarlet_ray.layout import RunLayout
+from scarlet_ray.evaluation.report import (
+    RESULT_HEADERS,
+    VARIANT_NAMES,
+    eval_sets,
+    markdown_table,
+    results_rows,
+    retrieval_rows,
+)
 
-NAMES = {"base": "base MiniLM", "trained": "MiniLM + SCARLet labels",
-         "gold": "MiniLM + gold labels (ceiling)"}
-
-
-def _read(p: Path) -> dict | None:
-    return json.loads(p.read_text()) if p.exists() else None
+TITLES = {"closed": "RAG, closed corpus (each set retrieves from its own corpus)",
+          "pooled": "RAG, pooled corpus (one corpus pooled from all sets)"}
 
 
 def table(run_dir: Path) -> str:
-    lay = RunLayout(run_dir)
-    rows = ["| retriever | nDCG@10 | Recall@10 | MRR@10 | RAG accuracy (top-3) |",
-            "|---|---|---|---|---|"]
-    floor = ceiling = None
-    for variant, name in NAMES.items():
-        r = _read(lay.eval_run("retrieval", variant) / "metrics.json")
-        g = _read(lay.eval_run("rag", variant) / "metrics.json")
-        cond = (g or {}).get("conditions", {})
-        floor = floor or cond.get("none")
-        ceiling = ceiling or cond.get("gold")
-        acc = cond.get("retrieved", {}).get("overall")
-        fmt = (lambda x: f"{x:.3f}" if isinstance(x, float | int) else "not run")  # noqa: E731
-        rows.append(f"| {name} | {fmt((r or {}).get('ndcg@10'))} | "
-                    f"{fmt((r or {}).get('recall@10'))} | {fmt((r or {}).get('mrr@10'))} | "
-                    f"{fmt(acc)} |")
-    n = (_read(lay.eval_run("rag", "base") / "metrics.json") or {}).get("n_samples")
-    if floor:
-        rows.append(f"| no retrieval (floor) | | | | {floor['overall']:.3f} |")
-    if ceiling:
-        rows.append(f"| gold passages (ceiling) | | | | {ceiling['overall']:.3f} |")
-    return "\n".join(rows) + (f"\n\n{n} held-out questions." if n else "")
+    run_dir = Path(run_dir)
+    sets = eval_sets(run_dir)
+    if not sets:
+        return f"{run_dir}: no evaluation sets (eval/<set>/ or eval_sets/<set>/): not run"
+    parts = []
+    for corpus, title in TITLES.items():
+        rows = results_rows(run_dir, corpus, sets)
+        if rows is None:
+            if corpus == "closed":
+                parts.append(f"### {title}\n\nnot run")
+            continue
+        parts.append(f"### {title}\n\n{markdown_table(RESULT_HEADERS, rows)}")
+    ret = retrieval_rows(run_dir, sets)
+    if ret and any(s.retrieval for s in sets):
+        parts.append("### Retrieval, nDCG@10\n\n"
+                     + markdown_table(["set", "queries", *VARIANT_NAMES.values()], ret))
+    return "\n\n".join(parts)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,10 @@ def _args_eval_attribution(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attributions", required=True)
     p.add_argument("--samples", required=True)
     p.add_argument("--output", required=True)
+    p.add_argument("--counterfactual", action="store_true",
+                   help="also copy each answer-bearing gold passage with the answer swapped for "
+                        "another sample's, attribute that sample with the generator, and report "
+                        "the share of true passages each method ranks above their copy")
 
 
 def _args_eval_rag(p: argparse.ArgumentParser) -> None:
@@ -88,6 +92,9 @@ def _args_eval_rag(p: argparse.ArgumentParser) -> None:
 
 def _args_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="RUN_DIR")
+    p.add_argument("--dry-run", action="store_true",
+                   help="resolve the job and list its inputs, sets, models, outputs, cost "
+                        "estimate and every problem; load and send nothing (exit 2 on a problem)")
 
 
 def _args_data_convert(p: argparse.ArgumentParser) -> None:

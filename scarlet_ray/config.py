@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from scarlet_ray.redact import redact, register_secret, register_secret_env, register_url_secrets
 
@@ -50,18 +57,59 @@ def _url_setting(v: str | None) -> str | None:
     return v
 
 
-class DataConfig(_Section):
-    """Where seeds and the passage corpus come from (stage 1 inputs)."""
+class SeedSource(_Section):
+    """One source of seed questions: a file in a reader format, its task and how many to take.
 
-    seeds: str | None = None
-    seeds_format: str = "hotpotqa"
-    seed_limit: int | None = Field(default=None, ge=1)
+    ``sampling: random`` draws ``count`` records uniformly with ``seed`` while streaming the file
+    (two passes, memory of the sample only); ``first`` takes the first ``count``.
+    """
+
+    path: str
+    format: str = "kilt"
+    task: str | None = None  # None: the reader's own (KILT: from the file name)
+    count: int | None = Field(default=None, ge=1)  # None: every record
+    sampling: Literal["first", "random"] = "random"
+    seed: int = 42
+
+
+class DataConfig(_Section):
+    """Where seeds and the passage corpus come from (stage 1 inputs).
+
+    ``seeds`` is a list of sources (the paper: 1,000 random questions from each of six KILT
+    train sets), or, as before, one path: that single-file form is read as one source
+    ``{path, format: seeds_format, count: seed_limit, sampling: first}``.
+    """
+
+    seeds: str | list[SeedSource] | None = None
+    seeds_format: str = "hotpotqa"  # the single-file form only
+    seed_limit: int | None = Field(default=None, ge=1)  # the single-file form only
     corpus: list[str] = Field(default_factory=list)
     corpus_formats: list[str] = Field(default_factory=list)
     passage_words: int = Field(default=100, ge=10)
     # beyond the paper: also attribute the seed questions on their shared contexts, so a laptop
     # run has labelled data even where a small synthesizer writes few usable samples
     attribute_seeds: bool = True
+
+    @model_validator(mode="after")
+    def _single_file_keys(self) -> DataConfig:
+        if isinstance(self.seeds, list):
+            bad = [k for k in ("seeds_format", "seed_limit") if k in self.model_fields_set]
+            if bad:
+                raise ValueError(f"data.{bad[0]} belongs to the single-file form of data.seeds; "
+                                 "with a list of sources set format/count per source")
+            names = [f"{s.path}|{s.task}" for s in self.seeds]
+            if len(set(names)) != len(names):
+                raise ValueError("data.seeds: the same path and task are listed twice")
+        return self
+
+    def seed_sources(self) -> list[SeedSource]:
+        """The seeds as sources, whichever form the job file used."""
+        if self.seeds is None:
+            return []
+        if isinstance(self.seeds, str):
+            return [SeedSource(path=self.seeds, format=self.seeds_format, count=self.seed_limit,
+                               sampling="first")]
+        return list(self.seeds)
 
 
 class ModelsConfig(_Section):
@@ -115,6 +163,7 @@ class TaskSpec(_Section):
     metric: Literal["substring", "rougeL", "f1", "accuracy"] = "substring"
     labels: list[str] = Field(default_factory=list)
     extractive: bool = False
+    max_new_tokens: int = Field(default=32, ge=1)
 
 
 class SynthesisConfig(_Section):
@@ -215,7 +264,9 @@ class TrainingConfig(_Section):
     batch_size: int = Field(default=16, ge=1)
     group_size: int = Field(default=4, ge=2)
     max_seq_len: int = Field(default=256, ge=8)
-    query_instruction: str = ""
+    # the instruction before "[SEP]" in training queries (formatting.query_text): null = each
+    # example's task instruction (the released SCARLet code), a string = that text for all
+    query_instruction: str | None = None
     backend: Literal["deepspeed", "ddp"] = "deepspeed"
     zero_stage: int = Field(default=1, ge=0, le=3)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
@@ -239,23 +290,74 @@ class TrainingConfig(_Section):
     run_name: str | None = None
 
 
+class EvalSet(_Section):
+    """One evaluation set, named on its own (never a slice of the training seeds unless
+    ``offset`` says so explicitly).
+
+    ``format`` is a samples reader (kilt, hotpotqa, scifact, climate-fever, fiqa, ...) or
+    ``beir`` (a BEIR folder: retrieval metrics only). The set's closed corpus is ``corpus`` (files
+    with ``corpus_formats``), or, where that is empty, the passages its samples carry.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+    @model_validator(mode="after")
+    def _one_corpus(self) -> EvalSet:
+        if self.run_corpus and self.corpus:
+            raise ValueError("set either corpus (files) or run_corpus: true, not both")
+        if self.offset and self.sampling != "first":
+            raise ValueError("offset works with sampling: first (the records after it)")
+        return self
+
+    path: str
+    format: str
+    task: str | None = None
+    count: int | None = Field(default=1000, ge=1)  # the paper: 1,000 random questions a set
+    sampling: Literal["first", "random"] = "random"
+    seed: int = 42
+    offset: int | None = Field(default=None, ge=0)  # skip this many records first (explicit)
+    split: str = "test"  # BEIR-form sets
+    corpus: list[str] = Field(default_factory=list)
+    corpus_formats: list[str] = Field(default_factory=list)
+    # retrieve from the run's own corpus (data.corpus, converted once): the KILT sets share
+    # KILT Wikipedia, which is too big to copy per set
+    run_corpus: bool = False
+    query_instruction: str | None = None  # overrides evaluation.query_instruction
+    max_new_tokens: int | None = Field(default=None, ge=1)  # overrides the task's
+
+
 class EvaluationConfig(_Section):
     """Stage 6: retrieval, RAG and attribution metrics."""
 
+    # the evaluation sets (the paper's Table 2: KILT dev NQ, HotpotQA, ELI5, FEVER, WoW, T-REx,
+    # zsRE; SciFact, Climate-FEVER, FiQA), each scored with its task's metric
+    sets: list[EvalSet] = Field(default_factory=list)
+    # closed: each set retrieves from its own corpus; pooled: from the union of all sets' corpora
+    corpus: list[Literal["closed", "pooled"]] = Field(
+        default_factory=lambda: ["closed"], min_length=1)
+    # the instruction before "[SEP]" in evaluation queries: null = the set's task instruction
+    # (the same text training saw), a string = that retrieval instruction for every set
+    query_instruction: str | None = None
     beir: str | None = None
     split: str = "test"
     top_k: int = Field(default=100, ge=1)
     rag_top_k: int = Field(default=3, ge=1)
-    max_new_tokens: int = Field(default=32, ge=1)
+    # null: each task's own length (32 for short answers, 512 for ELI5/FiQA long-form)
+    max_new_tokens: int | None = Field(default=None, ge=1)
     limit: int | None = Field(default=None, ge=1)
     rag_batch_size: int = Field(default=8, ge=1)
     rag_conditions: list[Literal["retrieved", "none", "gold"]] = Field(
         default_factory=lambda: ["retrieved", "none", "gold"], min_length=1)
-    # `scarlet run`: a held-out slice of the seed file (questions the training never saw) is
-    # turned into a BEIR set + RAG samples; offset None means right after data.seed_limit
-    heldout_size: int = Field(default=30, ge=0)
-    heldout_offset: int | None = Field(default=None, ge=0)
     train_gold: bool = True
+
+    @field_validator("sets")
+    @classmethod
+    def _unique_names(cls, v: list[EvalSet]) -> list[EvalSet]:
+        names = [e.name for e in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"evaluation set name(s) {dup} used twice")
+        return v
 
 
 class RayConfig(_Section):
@@ -367,15 +469,18 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a job config and apply overrides; no file means the built-in laptop defaults."""
-    if path is None:
-        data = apply_overrides({}, list(overrides or []))
-        try:
-            return Config.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(_format_error(exc, "--set")) from None
-    src = Path(path)
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: sections merge key by key, lists and values replace."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(
+            out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(src: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A job file as a dict, with ``base: OTHER.yaml`` (relative to this file) merged under it,
+    so an ablation job states only what it changes."""
     try:
         text = src.read_text(encoding="utf-8")
     except OSError as exc:
@@ -386,7 +491,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"{src}: invalid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{src}: top level must be a mapping")
-    data = apply_overrides(data, list(overrides or []))
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{src}: base: expected the path of another job file")
+    parent = (src.parent / base).resolve()
+    if parent in chain or parent == src.resolve():
+        raise ConfigError(f"{src}: base: {base} includes itself (cycle through {parent})")
+    return _deep_merge(_read_yaml(parent, (*chain, src.resolve())), data)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a job config and apply overrides; no file means the built-in laptop defaults."""
+    if path is None:
+        data = apply_overrides({}, list(overrides or []))
+        try:
+            return Config.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_format_error(exc, "--set")) from None
+    src = Path(path)
+    data = apply_overrides(_read_yaml(src), list(overrides or []))
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

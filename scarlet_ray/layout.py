@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # retriever variants a run evaluates, in report order
 VARIANTS = ("base", "trained", "gold")
@@ -60,26 +61,49 @@ class RunLayout:
     def gold_model_dir(self) -> Path:
         return self.root / "train_gold" / "model"
 
-    # evaluation
+    # evaluation sets (prepared by the pipeline: samples, closed corpus, BEIR folder from gold)
     @property
-    def heldout_beir(self) -> Path:
-        return self.root / "heldout" / "beir"
+    def eval_sets_dir(self) -> Path:
+        return self.root / "eval_sets"
+
+    def eval_set_dir(self, name: str) -> Path:
+        return self.eval_sets_dir / name
+
+    def eval_set_samples(self, name: str) -> Path:
+        return self.eval_set_dir(name) / "samples.jsonl"
+
+    def eval_set_corpus(self, name: str) -> Path:
+        return self.eval_set_dir(name) / "corpus.jsonl"
+
+    def set_corpus(self, es: Any) -> Path:
+        """The corpus an evaluation set retrieves from (closed corpus)."""
+        return self.corpus if es.run_corpus else self.eval_set_corpus(es.name)
+
+    def eval_set_beir(self, name: str) -> Path:
+        return self.eval_set_dir(name) / "beir"
 
     @property
-    def heldout_samples(self) -> Path:
-        return self.root / "heldout" / "samples.jsonl"
-
-    @property
-    def heldout_corpus(self) -> Path:
-        return self.root / "heldout" / "corpus.jsonl"
+    def pooled_corpus(self) -> Path:
+        """Every set's corpus in one (set names cannot start with "_")."""
+        return self.eval_sets_dir / "_pooled" / "corpus.jsonl"
 
     @property
     def eval_dir(self) -> Path:
         return self.root / "eval"
 
-    def eval_run(self, kind: str, variant: str) -> Path:
-        """``eval/<kind>_<variant>``: kind is retrieval, rag or beir."""
-        return self.eval_dir / f"{kind}_{variant}"
+    def eval_run(self, kind: str, variant: str, set_name: str | None = None) -> Path:
+        """``eval/<set>/<kind>_<variant>``: kind is retrieval, rag (closed corpus) or rag-pooled;
+        ``eval/beir_<variant>`` for ``evaluation.beir``."""
+        base = self.eval_dir / set_name if set_name else self.eval_dir
+        return base / f"{kind}_{variant}"
+
+    def eval_set_names(self) -> list[str]:
+        """Sets with evaluation runs on disk, in name order."""
+        if not self.eval_dir.is_dir():
+            return []
+        return sorted(d.name for d in self.eval_dir.iterdir()
+                      if d.is_dir() and d.name != "attribution" and "_" not in d.name[:1]
+                      and any(d.glob("*_*/manifest.json")))
 
     @property
     def eval_attribution(self) -> Path:
@@ -98,7 +122,10 @@ class RunLayout:
             ("attribution", [self.samples.parent, self.attributions.parent]),
             ("labels", [self.train_file.parent, self.gold_train_file.parent]),
             ("train", [self.model_dir, self.gold_model_dir]),
-            ("eval", [self.eval_attribution, self.heldout_beir.parent,
-                      *(self.eval_run(k, v) for k in ("retrieval", "rag", "beir")
-                        for v in VARIANTS)]),
+            ("eval", [self.eval_attribution,
+                      *(sorted(self.eval_sets_dir.iterdir()) if self.eval_sets_dir.is_dir()
+                        else []),
+                      *(self.eval_run("beir", v) for v in VARIANTS),
+                      *(d for n in self.eval_set_names()
+                        for d in sorted((self.eval_dir / n).iterdir()) if d.is_dir())]),
         ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scarlet_ray.config import Config
-from scarlet_ray.errors import one_line
+from scarlet_ray.errors import UsageError, one_line
 from scarlet_ray.layout import RunLayout
 from scarlet_ray.manifest import print_table, read_manifest
 from scarlet_ray.stagedir import StageOptions, StageRun, fingerprint, stage_settings
@@ -48,8 +48,8 @@ class Pipeline:
               args: dict[str, Any] | None = None) -> bool:
         """Run one step unless it completed with the same settings; False stops dependents."""
         m = read_manifest(out_dir)
-        if m and m.get("status") == "complete" and m.get("fingerprint") == fingerprint(
-                stage_settings(stage_key, self.cfg.dump(), args)):
+        if stage_key and m and m.get("status") == "complete" and m.get(
+                "fingerprint") == fingerprint(stage_settings(stage_key, self.cfg.dump(), args)):
             self.results.append(StageResult(name, "skipped", 0.0, "complete in manifest"))
             return True
         return self.call(name, fn)
@@ -67,6 +67,9 @@ class Pipeline:
                                             line[0] if line else f"{type(exc).__name__}: {exc}"))
             return False
         dt = time.time() - t0
+        if isinstance(res, Skip):
+            self.results.append(StageResult(name, "skipped", dt, str(res)))
+            return True
         code = getattr(res, "exit_code", res)
         if code not in (0, None):
             self.results.append(StageResult(name, "failed", dt,
@@ -76,50 +79,61 @@ class Pipeline:
         return True
 
 
-def _step(p: Pipeline, folder: Path, stage: str, outputs: tuple[str, ...]) -> StageRun:
-    """A StageRun for the pipeline's own steps (inputs, samples, gold labels, held-out set)."""
-    return StageRun(folder, stage, p.cfg.dump(), outputs, p.options)
+def _step(p: Pipeline, folder: Path, stage: str, outputs: tuple[str, ...],
+          args: dict[str, Any] | None = None) -> StageRun:
+    """A StageRun for the pipeline's own steps (inputs, samples, gold labels, eval sets)."""
+    return StageRun(folder, stage, p.cfg.dump(), outputs, p.options, args=args)
 
 
 def _prepare_inputs(p: Pipeline) -> int:
-    """Convert the configured seeds and corpora into our JSONL formats."""
-    from scarlet_ray.datasets import FORMATS, convert
-    from scarlet_ray.errors import UsageError
-    from scarlet_ray.records import CorpusPassage, read_jsonl, write_jsonl
+    """The seed mix and the corpora, converted into our JSONL formats (streamed)."""
+    from collections import Counter
+
+    from scarlet_ray.datasets.sampling import read_source
+    from scarlet_ray.evalsets import stream_corpora
+    from scarlet_ray.records import RecordError, write_jsonl
 
     d = p.cfg.data
-    if not d.seeds:
+    sources = d.seed_sources()
+    if not sources:
         raise UsageError("data.seeds is not set in the job config")
-    if len(d.corpus_formats) not in (0, len(d.corpus)):
-        raise UsageError("data.corpus_formats must be empty or name one format per data.corpus")
     with _step(p, p.lay.corpus.parent, "inputs", ("corpus.jsonl",)) as st:
-        passages: dict[str, Any] = {}
-        skipped = 0
-        for i, path in enumerate(d.corpus):
-            fmt = d.corpus_formats[i] if d.corpus_formats else "jsonl"  # ours: id, title, text
-            if fmt == "jsonl":
-                rep = read_jsonl(path, CorpusPassage, on_error="quarantine")
-                records, bad = rep.records, rep.errors
-            elif fmt in FORMATS and FORMATS[fmt].kind == "corpus":
-                c = convert(fmt, path, passage_words=d.passage_words)
-                records, bad = c.records, c.skipped
-            else:
-                corpus_fmts = sorted(k for k, v in FORMATS.items() if v.kind == "corpus")
-                raise UsageError(f"data.corpus_formats.{i}: {fmt!r} is not a corpus format "
-                                 f"(jsonl or one of {corpus_fmts})")
-            st.errors.add(bad, stage="read")
-            skipped += len(bad)
-            for rec in records:
-                passages.setdefault(rec.id, rec)
-        st.require_records(len(passages), ", ".join(d.corpus) or "data.corpus", skipped)
-        write_jsonl(p.lay.corpus, passages.values())
-        st.counts.update(passages=len(passages), skipped=skipped)
+        bad: list[RecordError] = []
+        n = write_jsonl(p.lay.corpus, stream_corpora(d.corpus, d.corpus_formats,
+                                                     d.passage_words, bad, "data"))
+        st.errors.add(bad, stage="read")
+        st.require_records(n, ", ".join(d.corpus) or "data.corpus", len(bad))
+        st.counts.update(passages=n, skipped=len(bad))
     with _step(p, p.lay.seeds.parent, "inputs", ("seeds.jsonl",)) as st:
-        res = convert(d.seeds_format, d.seeds, limit=d.seed_limit, passage_words=d.passage_words)
-        st.errors.add(res.skipped, stage="read")
-        st.require_records(len(res.records), d.seeds, len(res.skipped))
-        write_jsonl(p.lay.seeds, res.records)
-        st.counts.update(seeds=len(res.records), skipped=len(res.skipped))
+        records: dict[str, Any] = {}
+        per_source = []
+        for i, src in enumerate(sources):
+            try:
+                res = read_source(src.format, src.path, count=src.count, sampling=src.sampling,
+                                  seed=src.seed, task=src.task, passage_words=d.passage_words)
+            except (KeyError, ValueError) as exc:
+                if isinstance(exc, RecordError):
+                    raise
+                raise UsageError(f"data.seeds.{i}: {exc.args[0] if exc.args else exc}") from None
+            st.errors.add(res.skipped, stage="read")
+            kept = 0
+            for r in res.records:
+                if r.id in records:  # the same question from two sources: kept once, said so
+                    st.errors.add([RecordError(src.path, "id", "duplicate id across seed "
+                                               "sources (kept the first)", r.id)], stage="read")
+                    continue
+                records[r.id] = r
+                kept += 1
+            per_source.append({"path": src.path, "format": src.format, "task": src.task,
+                               "count": src.count, "sampling": src.sampling, "seed": src.seed,
+                               "read": kept, "skipped": len(res.skipped)})
+        st.require_records(len(records), ", ".join(s.path for s in sources),
+                           sum(x["skipped"] for x in per_source))
+        write_jsonl(p.lay.seeds, records.values())
+        by_task = Counter(r.task for r in records.values())
+        st.counts.update(seeds=len(records), **{f"task_{t}": n for t, n in sorted(
+            by_task.items())})
+        st.extra["sources"] = per_source
     return 0
 
 
@@ -179,52 +193,120 @@ def _gold_training(p: Pipeline) -> int:
     return 0
 
 
-def _heldout(p: Pipeline) -> int:
-    """Questions after the training seeds -> a BEIR set (their paragraphs) + RAG samples."""
-    import csv
+def _eval_set(p: Pipeline, es: Any) -> int:
+    """One evaluation set -> samples.jsonl, its closed corpus.jsonl and (with gold) beir/;
+    refused in one line if it holds a question the run trained on."""
+    from collections import Counter
 
-    from scarlet_ray.datasets import convert
+    from scarlet_ray import evalsets
     from scarlet_ray.errors import EmptyInput
+    from scarlet_ray.records import RecordError, write_jsonl
+
+    lay = p.lay
+    where = f"evaluation set {es.name}"
+    with _step(p, lay.eval_set_dir(es.name), "eval_set", ("samples.jsonl", "corpus.jsonl", "beir"),
+               args={"set": es.model_dump(mode="json")}) as st:
+        st.errors.path.unlink(missing_ok=True)  # rewritten whole
+        trained = evalsets.TrainedOn.from_files(lay.seeds, lay.samples)
+        st.counts["trained_questions"] = len(trained.ids)
+        if es.format == "beir":
+            from scarlet_ray.datasets.beir import read_beir
+
+            data = read_beir(Path(es.path), es.split)
+            leak = evalsets.find_leaks(data.queries.items(), trained)
+            if leak:
+                raise UsageError(leak.line(where, len(data.queries)))
+            st.counts.update(questions=len(data.queries), docs=len(data.corpus))
+            st.extra.update(kind="beir", task=es.task)
+            return 0
+        res = evalsets.read_set(es, p.cfg.data.passage_words)
+        st.errors.add(res.skipped, stage="read")
+        samples = list(res.records)
+        if not samples:
+            raise EmptyInput(f"{es.path}: no usable records for {where} "
+                             f"({len(res.skipped)} quarantined, see {st.errors.path})")
+        leak = evalsets.find_leaks(((s.id, s.input) for s in samples), trained)
+        if leak:
+            raise UsageError(leak.line(where, len(samples)))
+        write_jsonl(lay.eval_set_samples(es.name), samples)
+        if es.run_corpus:  # the run's converted corpus, read in place
+            from scarlet_ray.records import iter_jsonl_objects
+
+            gold_ids = {g for s in samples for g in s.gold_passage_ids}
+            n = 0
+            found: set[str] = set()
+            for n, (_, o) in enumerate(iter_jsonl_objects(lay.corpus), 1):  # noqa: B007
+                if isinstance(o, dict) and o.get("id") in gold_ids:
+                    found.add(o["id"])
+            qrels = [(s.id, g) for s in samples for g in s.gold_passage_ids if g in found]
+        elif es.corpus:
+            bad: list[RecordError] = []
+            n = write_jsonl(lay.eval_set_corpus(es.name), evalsets.stream_corpora(
+                es.corpus, es.corpus_formats, p.cfg.data.passage_words, bad, where))
+            st.errors.add(bad, stage="read")
+            gold_ids = {g for s in samples for g in s.gold_passage_ids}
+            qrels = [(s.id, g) for s in samples for g in s.gold_passage_ids]
+        else:
+            corpus, qrels = evalsets.passages_of(samples)
+            n = write_jsonl(lay.eval_set_corpus(es.name), corpus)
+            gold_ids = set()
+        if not n:
+            raise EmptyInput(f"{where}: its corpus is empty (set corpus: files, or read a "
+                             "format whose samples carry passages)")
+        if qrels:
+            evalsets.write_beir(lay.eval_set_beir(es.name), lay.set_corpus(es), samples, qrels)
+        tasks = Counter(s.task for s in samples)
+        st.counts.update(questions=len(samples), passages=n, qrels=len(qrels),
+                         skipped=len(res.skipped), gold_ids=len(gold_ids))
+        st.extra.update(kind="samples", tasks=dict(tasks), task=tasks.most_common(1)[0][0])
+    return 0
+
+
+def _pooled(p: Pipeline) -> int:
+    from scarlet_ray import evalsets
     from scarlet_ray.records import write_jsonl
 
-    d, ev = p.cfg.data, p.cfg.evaluation
-    offset = ev.heldout_offset if ev.heldout_offset is not None else (d.seed_limit or 0)
-    with _step(p, p.lay.heldout_beir.parent, "heldout",
-               ("beir", "samples.jsonl", "corpus.jsonl")) as st:
-        res = convert(d.seeds_format, d.seeds, limit=offset + ev.heldout_size,
-                      passage_words=d.passage_words)
-        held = [s for s in res.records[offset:] if s.passages and s.gold_passage_ids]
-        if not held:
-            raise EmptyInput(f"evaluation.heldout_size: no held-out questions after {offset} in "
-                             f"{d.seeds} (format {d.seeds_format}) have passages and gold ids")
-        beir = p.lay.heldout_beir
-        (beir / "qrels").mkdir(parents=True, exist_ok=True)
-        corpus: dict[str, dict[str, str]] = {}
-        key_to_id: dict[tuple[str, str], str] = {}
-        qrels: list[tuple[str, str]] = []
-        for s in held:
-            for x in s.passages:
-                key = (x.title, x.text)
-                if key not in key_to_id:
-                    key_to_id[key] = f"d{len(key_to_id)}"
-                    corpus[key_to_id[key]] = {"_id": key_to_id[key], "title": x.title,
-                                              "text": x.text}
-                if x.id in s.gold_passage_ids:
-                    qrels.append((s.id, key_to_id[key]))
-        write_jsonl(beir / "corpus.jsonl", corpus.values())
-        write_jsonl(beir / "queries.jsonl", [{"_id": s.id, "text": s.input} for s in held])
-        tmp = beir / "qrels" / "test.tsv.tmp"
-        with open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh, delimiter="\t")
-            w.writerow(["query-id", "corpus-id", "score"])
-            w.writerows((q, c, 1) for q, c in dict.fromkeys(qrels))
-        tmp.replace(beir / "qrels" / "test.tsv")
-        write_jsonl(p.lay.heldout_samples, held)
-        write_jsonl(p.lay.heldout_corpus, [{"id": c["_id"], "title": c["title"],
-                                            "text": c["text"]} for c in corpus.values()])
-        st.counts.update(questions=len(held), passages=len(corpus), qrels=len(qrels),
-                         offset=offset)
+    sets = [es for es in p.cfg.evaluation.sets if es.format != "beir"]
+    names = [es.name for es in sets]
+    with _step(p, p.lay.pooled_corpus.parent, "eval_pooled", ("corpus.jsonl",),
+               args={"sets": names}) as st:
+        # sets sharing the run's corpus contribute it once
+        corpora = {("run" if es.run_corpus else es.name): p.lay.set_corpus(es) for es in sets}
+        n = write_jsonl(p.lay.pooled_corpus, evalsets.pooled(corpora))
+        st.counts.update(passages=n, sets=len(names))
     return 0
+
+
+class Skip(str):
+    """A step's result that says it had nothing to do, and why."""
+
+
+def _set_task(p: Pipeline, name: str) -> str | None:
+    m = read_manifest(p.lay.eval_set_dir(name)) or {}
+    return m.get("task") or (m.get("extra") or {}).get("task")
+
+
+def _set_retrieval(p: Pipeline, es: Any, model: str, out: Path) -> Any:
+    from scarlet_ray.evaluation import stages as evaluation
+    from scarlet_ray.formatting import query_instruction
+    from scarlet_ray.synthesis.tasks import get_task
+
+    if es.format == "beir":
+        beir, split = Path(es.path), es.split
+    else:
+        beir, split = p.lay.eval_set_beir(es.name), "test"
+        if not beir.exists():
+            return Skip("no gold passages in the set: RAG only")
+    configured = es.query_instruction if es.query_instruction is not None else \
+        p.cfg.evaluation.query_instruction
+    task = es.task or _set_task(p, es.name)
+    instr = query_instruction(configured, get_task(task).instruction if task else "")
+    m = read_manifest(out)
+    if m and m.get("status") == "complete" and m.get("fingerprint") == fingerprint(
+            stage_settings("evaluate_retrieval", p.cfg.dump(),
+                           {"model": model, "split": split, "instruction": instr})):
+        return Skip("complete in manifest")
+    return evaluation.retrieval(p.cfg, model, beir, split, out, p.options, instruction=instr)
 
 
 def _report(p: Pipeline) -> int:
@@ -280,49 +362,80 @@ def _steps(p: Pipeline) -> list[Step]:
                 cfg, lay.gold_train_file, lay.gold_model_dir, opt), ("labels (gold)",), None),
         ]
     trained_by = {"base": "models", "trained": "train", "gold": "train (gold)"}
-    if cfg.evaluation.heldout_size:
-        steps.append(("held-out set", "evaluate", lay.heldout_beir.parent, "heldout",
-                      lambda: _heldout(p), ("inputs",), None))
+    ev = cfg.evaluation
+    # the floor (no retrieval) and ceiling (gold passages) don't depend on the retriever:
+    # generate them once, with the base model's closed-corpus run
+    only_retrieved = cfg.model_copy(deep=True)
+    only_retrieved.evaluation.rag_conditions = ["retrieved"]
+    rag_sets = [es for es in ev.sets if es.format != "beir"]
+    pooled = "pooled" in ev.corpus and rag_sets
+    for es in ev.sets:
+        set_step = f"set {es.name}"
+        # after training: the leakage check sees every attributed sample
+        steps.append((set_step, "evaluate", lay.eval_set_dir(es.name), "eval_set",
+                      _bind(_eval_set, p, es), ("inputs",),
+                      {"set": es.model_dump(mode="json")}))
+    if pooled:
+        steps.append(("pooled corpus", "evaluate", lay.pooled_corpus.parent, "eval_pooled",
+                      lambda: _pooled(p), tuple(f"set {es.name}" for es in rag_sets),
+                      {"sets": [es.name for es in rag_sets]}))
+    for es in ev.sets:
+        set_step = f"set {es.name}"
+        instr = es.query_instruction if es.query_instruction is not None else \
+            ev.query_instruction
+        n_new = es.max_new_tokens or ev.max_new_tokens
         for variant, model in models.items():
-            out = lay.eval_run("retrieval", variant)
-            steps.append((f"retrieval ({variant})", "evaluate", out, "evaluate_retrieval",
-                          _bind(evaluation.retrieval, cfg, model, lay.heldout_beir, "test", out,
-                                opt), ("held-out set", trained_by[variant]),
-                          {"model": model, "split": "test"}))
-        # the floor (no retrieval) and ceiling (gold passages) don't depend on the retriever:
-        # generate them once, with the base model's run
-        only_retrieved = cfg.model_copy(deep=True)
-        only_retrieved.evaluation.rag_conditions = ["retrieved"]
-        for variant, model in models.items():
-            c = cfg if variant == "base" else only_retrieved
-            out = lay.eval_run("rag", variant)
-            steps.append((f"rag ({variant})", "evaluate", out, "evaluate_rag",
-                          _bind(evaluation.rag, c, model, lay.heldout_samples, lay.heldout_corpus,
-                                out, opt), ("held-out set", trained_by[variant]),
-                          {"model": model, "corpus": str(lay.heldout_corpus),
-                           "samples": str(lay.heldout_samples),
-                           "conditions": list(dict.fromkeys(c.evaluation.rag_conditions))}))
-    if cfg.evaluation.beir:
+            out = lay.eval_run("retrieval", variant, es.name)
+            # the instruction joins the fingerprint inside the stage (it needs the set's task)
+            steps.append((f"retrieval {es.name} ({variant})", "evaluate", out, "",
+                          _bind(_set_retrieval, p, es, model, out),
+                          (set_step, trained_by[variant]), None))
+        if es.format == "beir":
+            continue
+        corpora = [("rag", lay.set_corpus(es))] if "closed" in ev.corpus else []
+        if pooled:
+            corpora.append(("rag-pooled", lay.pooled_corpus))
+        for kind, corpus in corpora:
+            for variant, model in models.items():
+                c = cfg if variant == "base" and kind == "rag" else only_retrieved
+                out = lay.eval_run(kind, variant, es.name)
+                needs = (set_step, trained_by[variant]) + (
+                    ("pooled corpus",) if kind == "rag-pooled" else ())
+                steps.append((f"{kind} {es.name} ({variant})", "evaluate", out, "evaluate_rag",
+                              _bind(evaluation.rag, c, model, lay.eval_set_samples(es.name),
+                                    corpus, out, opt, query_instruction=instr,
+                                    max_new_tokens=n_new), needs,
+                              {"model": model, "corpus": str(corpus),
+                               "samples": str(lay.eval_set_samples(es.name)),
+                               "conditions": list(dict.fromkeys(c.evaluation.rag_conditions)),
+                               "query_instruction": instr, "max_new_tokens": n_new}))
+    if ev.beir:
         for variant, model in models.items():
             out = lay.eval_run("beir", variant)
             steps.append((f"beir ({variant})", "evaluate", out, "evaluate_retrieval",
-                          _bind(evaluation.retrieval, cfg, model, cfg.evaluation.beir,
-                                cfg.evaluation.split, out, opt), (trained_by[variant],),
-                          {"model": model, "split": cfg.evaluation.split}))
+                          _bind(evaluation.retrieval, cfg, model, ev.beir, ev.split, out, opt),
+                          (trained_by[variant],),
+                          {"model": model, "split": ev.split,
+                           "instruction": ev.query_instruction or ""}))
     return steps
 
 
-def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
-    return lambda: fn(*args)
+def _bind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    return lambda: fn(*args, **kwargs)
 
 
 def run_pipeline(cfg: Config, run_dir: str | Path, options: StageOptions | None = None) -> int:
     """Run every configured stage in order; print a summary; non-zero if a stage failed."""
     p = Pipeline(cfg, Path(run_dir), options or StageOptions())
     if p.run_dir.exists() and not p.run_dir.is_dir():
-        from scarlet_ray.errors import UsageError
-
         raise UsageError(f"{p.run_dir}: exists and is not a directory (--output takes a folder)")
+    from scarlet_ray.evalsets import static_leaks
+
+    leaks = static_leaks(cfg)
+    if leaks:
+        more = f" (and {len(leaks) - 1} more: scarlet run --dry-run lists them)" if len(
+            leaks) > 1 else ""
+        raise UsageError(leaks[0] + more)
     p.run_dir.mkdir(parents=True, exist_ok=True)
     from scarlet_ray.redact import redact_obj
 

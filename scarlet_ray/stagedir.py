@@ -52,14 +52,17 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "attribute": ("attribution", "labels", "models.generator", "models.dtype"),
     "label": ("labels",),
     "train": ("training", "models.retriever"),
-    "evaluate_retrieval": ("evaluation.top_k", "training.query_instruction"),
-    "evaluate_attribution": ("attribution.eval_baselines", "models.retriever"),
+    "evaluate_retrieval": ("evaluation.top_k",),  # + args: model, split, instruction
+    # the baselines' scores (leave-one-out, attention) come from the generator
+    "evaluate_attribution": ("attribution.eval_baselines", "attribution.target",
+                             "models.retriever", "models.generator", "models.dtype"),
     "inputs": ("data",),
     "samples": ("data.attribute_seeds",),
-    "labels_gold": ("training.query_instruction",),
-    "heldout": ("data", "evaluation.heldout_size", "evaluation.heldout_offset"),
-    "evaluate_rag": ("evaluation.rag_top_k", "evaluation.max_new_tokens",
-                     "training.query_instruction", "models.generator", "models.dtype"),
+    "labels_gold": (),
+    "eval_set": ("data.passage_words",),  # + args: the set's own settings
+    "eval_pooled": (),  # + args: the sets pooled
+    # + args: model, corpus, samples, conditions, query instruction, max_new_tokens
+    "evaluate_rag": ("evaluation.rag_top_k", "models.generator", "models.dtype"),
 }
 
 # Knobs that change how (or how fast) a stage runs, never what it writes.
@@ -113,7 +116,11 @@ def stage_settings(stage: str, config: Mapping[str, Any],
     from scarlet_ray.redact import redact_obj
 
     # redacted as manifests store them, so a stored and a fresh value compare equal
-    return redact_obj({k: v for k, v in sorted(out.items()) if k not in OPERATIONAL})
+    # a key listed for the stage by name counts even where it is operational elsewhere (the
+    # baselines do not change attributions, but they are what `evaluate attribution` reports)
+    named = set(STAGE_SETTINGS[stage])
+    return redact_obj({k: v for k, v in sorted(out.items())
+                       if k not in OPERATIONAL or k in named})
 
 
 _MISSING = object()

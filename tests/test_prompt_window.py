@@ -137,13 +137,12 @@ def test_rag_fits_every_prompt_and_records_it(tiny_gen, generate_lengths):
     samples = [Sample(id=f"q{i}", task="nq", instruction=INSTRUCTION, input=QUESTION,
                       output="Paris", passages=short_passages()) for i in range(2)]
     items = [RagItem(samples[0], task, INSTRUCTION,
-                     {"retrieved": [long_passage(), *short_passages()], "none": []}),
+                     {"retrieved": [long_passage(), *short_passages()], "none": []}, 4),
              RagItem(samples[1], task, INSTRUCTION,
-                     {"retrieved": short_passages(), "none": []})]
+                     {"retrieved": short_passages(), "none": []}, 4)]
     rows: list[dict] = []
     t0 = time.perf_counter()
-    res = run_items(tiny_gen, items, max_new_tokens=4, batch_size=2, chunk=8,
-                        on_rows=rows.extend)
+    res = run_items(tiny_gen, items, batch_size=2, chunk=8, on_rows=rows.extend)
     assert time.perf_counter() - t0 < 60
     assert res.written == 2 and [r["id"] for r in rows] == ["q0", "q1"]
     assert rows[0]["prompt_cut"] == {"retrieved": ["long"]} and "prompt_cut" not in rows[1]
@@ -247,10 +246,9 @@ def test_smollm2_rag_and_synthesis_on_a_50k_word_passage_finish_and_write(smollm
         item = RagItem(Sample(id="q0", task="nq", instruction=INSTRUCTION, input=QUESTION,
                               output="Paris", passages=short_passages()),
                        BUILTIN_TASKS["nq"], INSTRUCTION,
-                       {"retrieved": [short_passages()[0], long_passage()]})
+                       {"retrieved": [short_passages()[0], long_passage()]}, 8)
         t0 = time.perf_counter()
-        res = run_items(smollm2, [item], max_new_tokens=8, batch_size=1, chunk=1,
-                            on_rows=rows.extend)
+        res = run_items(smollm2, [item], batch_size=1, chunk=1, on_rows=rows.extend)
         rag_s = time.perf_counter() - t0
         assert rows and rows[0]["predictions"]["retrieved"] is not None
         assert res.prompt_window["prompts_cut"] == 1

@@ -55,5 +55,9 @@ def test_task_spec_typo_fails_at_load(tmp_path):
 
 
 def test_builtin_pool_matches_paper_task_set():
-    assert set(BUILTIN_TASKS) == {"nq", "hotpotqa", "eli5", "fever", "wow", "trex"}
-    assert {t.name for t in BUILTIN_TASKS.values() if t.extractive} == {"nq", "hotpotqa", "trex"}
+    assert {k for k, t in BUILTIN_TASKS.items() if t.synthesize} == {
+        "nq", "hotpotqa", "eli5", "fever", "wow", "trex"}
+    assert {k for k, t in BUILTIN_TASKS.items() if not t.synthesize} == {
+        "zsre", "scifact", "climate-fever", "fiqa"}
+    assert {t.name for t in BUILTIN_TASKS.values() if t.extractive} == {
+        "nq", "hotpotqa", "trex", "zsre"}

@@ -65,7 +65,7 @@ def test_batches_deterministic_grouped_and_prefixed(tmp_path):
     mb = b.micro_batches(0, 0)[0]
     assert len(mb.queries) == 4 and len(mb.docs) == 12
     for j, i in enumerate(mb.indices):
-        assert mb.queries[j] == f"Q: q{i}"
+        assert mb.queries[j] == f"Q: [SEP] q{i}"  # formatting.query_text
         group = mb.docs[3 * j : 3 * j + 3]
         assert group[0] in (f"p{i}a", f"p{i}b") and group[1:] == [f"n{i}_0"] * 2
     again = Batcher(exs, global_batch=4, group_size=3, seed=1, query_instruction="Q: ")

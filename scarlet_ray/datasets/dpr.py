@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Collection
 from typing import Any
 
 from scarlet_ray.datasets.base import (
     Converted,
     convert_each,
     instruction_for,
-    iter_records,
+    iter_indexed_records,
     need,
     split_words,
     truncate_words,
@@ -18,8 +19,11 @@ from scarlet_ray.records import CorpusPassage, Passage, RecordError, Sample
 
 
 def read_dpr(path: str, limit: int | None = None, passage_words: int | None = None,
-             task: str = "nq", max_passages: int | None = 10) -> Converted:
-    """Passages = positives, then hard negatives, then negatives, up to ``max_passages``."""
+             task: str = "nq", max_passages: int | None = 10, *,
+             select: Collection[int] | None = None) -> Converted:
+    """Passages = positives, then hard negatives, then negatives, up to ``max_passages``.
+
+    Ids name the question's index in the file, so a sampled read (``select``) keeps them."""
     def one(item: tuple[int, Any], src: str) -> list[Sample]:
         i, q = item
         answers = [a for a in need(q, "answers", src, list) if isinstance(a, str)]
@@ -51,7 +55,8 @@ def read_dpr(path: str, limit: int | None = None, passage_words: int | None = No
             meta={"dataset": q.get("dataset", "")},
         )]
 
-    items = ((src, (i, q)) for i, (src, q) in enumerate(iter_records(path, "questions")))
+    items = ((src, (i, q))
+             for i, src, q in iter_indexed_records(path, "questions", select=select))
     return convert_each(Converted("samples"), items, limit, one)
 
 

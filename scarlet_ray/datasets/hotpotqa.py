@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 from scarlet_ray.datasets.base import (
@@ -19,7 +20,7 @@ from scarlet_ray.records import CorpusPassage, Passage, RecordError, Sample
 
 
 def read_hotpotqa(path: str, limit: int | None = None, passage_words: int | None = None,
-                  task: str = "hotpotqa") -> Converted:
+                  task: str = "hotpotqa", *, select: Collection[int] | None = None) -> Converted:
     def one(q: Any, src: str) -> list[Sample]:
         qid = str(need(q, "_id", src, (str, int)))
         context = need(q, "context", src, list)
@@ -45,7 +46,8 @@ def read_hotpotqa(path: str, limit: int | None = None, passage_words: int | None
                        passages=passages, gold_passage_ids=gold,
                        meta={k: q[k] for k in ("type", "level") if k in q})]
 
-    return convert_each(Converted("samples", id_field="_id"), iter_records(path, "questions"), limit, one)
+    return convert_each(Converted("samples", id_field="_id"),
+                        iter_records(path, "questions", select=select), limit, one)
 
 
 def _check_sentences(sents: list, src: str, where: str, rid: str | None = None) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from scarlet_ray.datasets.base import (
     Converted,
     convert_each,
     instruction_for,
+    iter_indexed_records,
     iter_records,
     need,
     split_words,
@@ -17,7 +19,7 @@ from scarlet_ray.records import CorpusPassage, Passage, RecordError, Sample
 
 
 def read_musique(path: str, limit: int | None = None, passage_words: int | None = None,
-                 task: str = "hotpotqa") -> Converted:
+                 task: str = "hotpotqa", *, select: Collection[int] | None = None) -> Converted:
     """MuSiQue questions are multi-hop, so they take the HotpotQA-style instruction."""
     def one(q: Any, src: str) -> list[Sample]:
         qid = need(q, "id", src, str)
@@ -49,11 +51,14 @@ def read_musique(path: str, limit: int | None = None, passage_words: int | None 
             answers=[answer, *aliases], passages=passages, gold_passage_ids=gold,
         )]
 
-    return convert_each(Converted("samples"), iter_records(path, "questions"), limit, one)
+    return convert_each(Converted("samples"), iter_records(path, "questions", select=select),
+                        limit, one)
 
 
 def read_musique_corpus(path: str, limit: int | None = None,
-                        passage_words: int | None = None) -> Converted:
+                        passage_words: int | None = None, *,
+                        select: Collection[int] | None = None) -> Converted:
+    """Passage ids name the record's index in the file, so a sampled read keeps them."""
     def one(item: tuple[int, Any], src: str) -> list[CorpusPassage]:
         i, d = item
         text = need(d, "text", src, str)
@@ -61,5 +66,6 @@ def read_musique_corpus(path: str, limit: int | None = None,
         return [CorpusPassage(id=f"musique-{i}-{k}", title=title, text=chunk)
                 for k, chunk in enumerate(split_words(text, passage_words))]
 
-    items = ((src, (i, d)) for i, (src, d) in enumerate(iter_records(path, "{title, text}")))
+    items = ((src, (i, d))
+             for i, src, d in iter_indexed_records(path, "{title, text}", select=select))
     return convert_each(Converted("corpus"), items, limit, one)

@@ -9,7 +9,7 @@ passage, and random.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,7 +19,10 @@ from scarlet_ray.attribution.scoring import PreparedSample, score_masks
 from scarlet_ray.formatting import passage_text
 from scarlet_ray.models.generator import Generator
 from scarlet_ray.prompt import chat_messages
-from scarlet_ray.records import Passage
+from scarlet_ray.records import Passage, Sample
+
+if TYPE_CHECKING:
+    from scarlet_ray.attribution.engine import AttributionEngine
 
 
 def ndcg_at_k(scores: Sequence[float], relevant: Sequence[bool], k: int) -> float:
@@ -94,3 +97,56 @@ def attention_scores(gen: Generator, prep: PreparedSample) -> np.ndarray:
     att = torch.stack([a[0, :, q0 : q0 + len(ans)].float() for a in out.attentions])
     mass = att.mean(dim=(0, 1)).sum(0)  # (seq,) summed over answer queries
     return np.array([float(mass[a:b].sum()) for a, b in spans], dtype=np.float64)
+
+
+def baseline_scores(baselines: Sequence[str], sample_id: str, query: str,
+                    passages: Sequence[Passage], *, gen: Generator | None = None,
+                    prep: PreparedSample | None = None, encoder: Any = None,
+                    target: str = "logprob_sum", seed: int = 0) -> dict[str, np.ndarray]:
+    """Per-passage scores of the configured baselines, one place for the plain and the
+    counterfactual evaluation.
+
+    The generator baselines (leave-one-out, attention) run only with ``prep`` over exactly
+    ``passages`` (a context cut by the window would score other passages); similarity only with
+    an encoder.
+    """
+    out: dict[str, np.ndarray] = {}
+    if gen is not None and prep is not None \
+            and [p.id for p in prep.passages] == [p.id for p in passages]:
+        if "loo" in baselines:
+            out["loo"] = loo_scores(gen, prep, target)
+        if "attention" in baselines:
+            out["attention"] = attention_scores(gen, prep)
+    if encoder is not None and "similarity" in baselines:
+        out["similarity"] = similarity_scores(encoder, query, passages)
+    if "random" in baselines:
+        out["random"] = random_scores(sample_id, len(passages), seed)
+    return out
+
+
+def counterfactual_wins(engine: AttributionEngine, sample: Sample, other: str,
+                        baselines: Sequence[str], *, encoder: Any = None,
+                        seed: int = 0) -> tuple[dict[str, list[float]], str | None]:
+    """Per method, the (true, copy) pair wins on the sample's counterfactual, the copy's sample
+    attributed afresh by ``engine``; or ``({}, reason)`` when no pair can be scored.
+
+    ValueError (a prompt that cannot fit, too few masks) propagates: the caller records it.
+    """
+    from scarlet_ray.evaluation.counterfactual import counterfactual, pair_wins
+
+    cf, pairs = counterfactual(sample, other)
+    if not pairs:
+        return {}, "no_answer_in_gold"
+    attr = engine.attribute(cf)
+    ids = set(attr.passage_ids)
+    pairs = [(a, b) for a, b in pairs if a in ids and b in ids]
+    if not pairs:
+        return {}, "pairs_cut"  # the window dropped a true passage or its copy
+    by_id = {p.id: p for p in cf.passages}
+    passages = [by_id[p] for p in attr.passage_ids]
+    prep = engine.prepare(cf) if {"loo", "attention"} & set(baselines) else None
+    scores = {"perturbation": np.asarray(attr.utility),
+              **baseline_scores(baselines, cf.id, cf.input, passages, gen=engine.generator,
+                                prep=prep, encoder=encoder, target=engine.cfg.target,
+                                seed=seed)}
+    return {m: pair_wins(v, attr.passage_ids, pairs) for m, v in scores.items()}, None

@@ -21,7 +21,6 @@ import numpy as np
 from tqdm import tqdm
 
 from scarlet_ray.context.index import exact_topk
-from scarlet_ray.formatting import passage_text, query_text  # noqa: F401 (re-export)
 from scarlet_ray.models.encoder import progress_bar
 
 log = logging.getLogger(__name__)
@@ -140,13 +139,15 @@ def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *,
 
 def search(model: Any, query_texts: Sequence[str], doc_ids: Sequence[str],
            doc_texts: Sequence[str], k: int, cache_dir: Path | None = None, *,
-           batch_size: int = 64, query_prefix: str = "", model_key: str | None = None
+           batch_size: int = 64, model_key: str | None = None
            ) -> tuple[list[list[tuple[str, float]]], dict[str, Any]]:
-    """Top-k (doc id, score) per query, plus info (cache key, counts) for the manifest."""
+    """Top-k (doc id, score) per query, plus info (cache key, counts) for the manifest.
+
+    ``query_texts`` are already in the retriever's form (``formatting.query_text``)."""
     key = model_key or model_fingerprint(model)
     corpus_emb, info = encode_corpus(model, doc_ids, doc_texts, cache_dir,
                                      batch_size=batch_size, model_key=key)
-    q_texts = [query_text(query_prefix, q) for q in query_texts]
+    q_texts = list(query_texts)
     q_emb, _ = encode_corpus(model, [str(i) for i in range(len(q_texts))], q_texts, cache_dir,
                              batch_size=batch_size, model_key=key, kind="queries")
     if len(doc_ids) == 0:

@@ -71,6 +71,16 @@ def read_predictions(path: Path, wanted: set[str] | None = None) -> list[dict[st
     return list(rows.values())
 
 
+def retrieval_queries(samples: Sequence[Sample], configured: str | None,
+                      extra_tasks: dict[str, Task] | None = None) -> list[str]:
+    """What the retriever encodes for each sample at RAG time: ``instruction [SEP] input``
+    (formatting.query_text), the instruction being ``configured`` or the sample's task's."""
+    from scarlet_ray.formatting import query_instruction, query_text
+
+    return [query_text(query_instruction(configured, s.instruction or get_task(
+        s.task, extra_tasks).instruction), s.input) for s in samples]
+
+
 # ------------------------------------------------------------------ generation
 
 @torch.no_grad()
@@ -116,11 +126,13 @@ class RagItem:
     task: Task
     instruction: str
     contexts: dict[str, list[Passage]]
+    max_new_tokens: int = 32  # the task's generation length (or the configured override)
 
 
 def build_items(samples: Sequence[Sample], retrieved: dict[str, list[Passage]],
-                conditions: Sequence[str], extra_tasks: dict[str, Task] | None = None
-                ) -> list[RagItem]:
+                conditions: Sequence[str], extra_tasks: dict[str, Task] | None = None,
+                max_new_tokens: int | None = None) -> list[RagItem]:
+    """One item per sample; ``max_new_tokens`` overrides every task's own length."""
     items = []
     for s in samples:
         task = get_task(s.task, extra_tasks)
@@ -136,7 +148,8 @@ def build_items(samples: Sequence[Sample], retrieved: dict[str, list[Passage]],
                     ctx[c] = [by_id[g] for g in s.gold_passage_ids]
             else:
                 raise ValueError(f"unknown RAG condition {c!r}; known: {list(CONDITIONS)}")
-        items.append(RagItem(s, task, s.instruction or task.instruction, ctx))
+        items.append(RagItem(s, task, s.instruction or task.instruction, ctx,
+                             max_new_tokens or task.max_new_tokens))
     return items
 
 
@@ -148,12 +161,13 @@ class RagRun(NamedTuple):
     prompt_window: dict[str, Any]
 
 
-def run_items(gen: Any, items: Sequence[RagItem], *, max_new_tokens: int, batch_size: int,
-              chunk: int, on_rows: Callable[[list[dict[str, Any]]], None]) -> RagRun:
+def run_items(gen: Any, items: Sequence[RagItem], *, batch_size: int, chunk: int,
+              on_rows: Callable[[list[dict[str, Any]]], None]) -> RagRun:
     """Generate and score every condition of every item; ``on_rows`` gets each finished chunk
     of rows (one per sample) so the caller can append them durably.
 
-    Each prompt is fitted to ``gen.window`` with ``max_new_tokens`` kept free, so a huge
+    Each prompt is fitted to ``gen.window`` with its item's ``max_new_tokens`` kept free (ELI5's
+    512, NQ's 32), prompts of one length are generated together, so a huge
     retrieved passage costs a window's worth of compute instead of minutes; a prompt that does
     not fit even without passages stops the run with one line naming the sample.
     """
@@ -164,12 +178,13 @@ def run_items(gen: Any, items: Sequence[RagItem], *, max_new_tokens: int, batch_
             part = items[s:s + chunk]
             jobs: list[tuple[int, str]] = []
             prompts: list[list[int]] = []
+            lengths: list[int] = []
             cuts: list[dict[str, list[str]]] = [{} for _ in part]
             for i, it in enumerate(part):
                 for cond, passages in it.contexts.items():
                     try:
                         fit = fit_chat_prompt(gen, it.instruction, passages, it.sample.input,
-                                              window=gen.window, room=max_new_tokens)
+                                              window=gen.window, room=it.max_new_tokens)
                     except PromptTooLong as exc:
                         windows.add_error(it.sample.id)
                         raise PromptTooLong(f"sample {it.sample.id!r} ({cond}): {exc}") from None
@@ -178,10 +193,17 @@ def run_items(gen: Any, items: Sequence[RagItem], *, max_new_tokens: int, batch_
                         cuts[i][cond] = fit.cut
                     jobs.append((i, cond))
                     prompts.append(fit.ids)
-            texts = generate_all(gen, prompts, max_new_tokens, batch_size)
+                    lengths.append(it.max_new_tokens)
+            texts = [""] * len(prompts)
+            for n_new in sorted(set(lengths)):
+                idx = [j for j, n in enumerate(lengths) if n == n_new]
+                for j, t in zip(idx, generate_all(gen, [prompts[j] for j in idx], n_new,
+                                                  batch_size), strict=True):
+                    texts[j] = t
             rows: list[dict[str, Any]] = []
             for i, it in enumerate(part):
                 row = {"id": it.sample.id, "task": it.sample.task, "metric": it.task.metric,
+                       "max_new_tokens": it.max_new_tokens,
                        "references": references(it.sample.output, it.sample.answers),
                        "passage_ids": {c: [p.id for p in ps] for c, ps in it.contexts.items()},
                        "predictions": {}, "scores": {}}
@@ -212,9 +234,11 @@ def summarize(rows: Sequence[dict[str, Any]], conditions: Sequence[str] = CONDIT
     out: dict[str, Any] = {}
     for c in conditions:
         per_task: dict[str, list[float]] = defaultdict(list)
+        metric: dict[str, str] = {}
         for r in rows:
             if c in r["scores"]:
                 per_task[r["task"]].append(float(r["scores"][c]))
+                metric[r["task"]] = r["metric"]
         allv = [v for vs in per_task.values() for v in vs]
         if not allv:
             continue
@@ -222,7 +246,7 @@ def summarize(rows: Sequence[dict[str, Any]], conditions: Sequence[str] = CONDIT
             "overall": sum(allv) / len(allv),
             "macro": sum(sum(v) / len(v) for v in per_task.values()) / len(per_task),
             "n": len(allv),
-            "per_task": {t: {"score": sum(v) / len(v), "n": len(v)}
+            "per_task": {t: {"score": sum(v) / len(v), "n": len(v), "metric": metric[t]}
                          for t, v in sorted(per_task.items())},
         }
     return out

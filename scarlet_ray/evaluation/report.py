@@ -3,8 +3,10 @@
 Reads what the stages left in a run directory (manifests, the Attribution Parquet dataset, the
 samples, the evaluation metrics) and draws: the sorted utility curve per task with its cluster
 boundaries (the paper's inverse S), label counts per task, the surrogate r2 distribution,
-retrieval and RAG metrics before and after training, and time (and cost) per stage. Any piece
-that is missing is shown as "not run"; the report never fails because a stage did not run.
+the results per evaluation set (``eval/<set>/<kind>_<variant>``: the paper's Table 2, closed and
+pooled corpus, then each set's retrieval and RAG metrics), retrieval on ``evaluation.beir``, and
+time (and cost) per stage. Any piece that is missing is shown as "not run"; the report never
+fails because a stage did not run.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scarlet_ray.layout import RunLayout
+from scarlet_ray.layout import VARIANTS, RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +44,176 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _variant_order(name: str) -> tuple[int, str]:
-    return ({"base": 0, "trained": 1, "scarlet": 1, "gold": 2}.get(name, 3), name)
-
-
-def _eval_runs(run_dir: Path, kind: str) -> dict[str, dict[str, Any]]:
-    """eval/<kind>_<variant>/metrics.json for every variant, base and trained first."""
+def _eval_runs(dirs: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """name -> metrics.json of each folder that has one, in the order given."""
     out: dict[str, dict[str, Any]] = {}
-    ev = RunLayout(run_dir).eval_dir
-    if not ev.is_dir():
-        return out
-    for d in sorted(ev.glob(f"{kind}_*"), key=lambda p: _variant_order(p.name[len(kind) + 1:])):
+    for name, d in dirs.items():
         m = _read_json(d / "metrics.json")
         if m is not None:
-            out[d.name[len(kind) + 1:]] = m
+            out[name] = m
     return out
+
+
+# ------------------------------------------------------------------ evaluation sets
+
+NOT_RUN = "not run"
+VARIANT_NAMES = {"base": "base", "trained": "SCARLet (trained)", "gold": "gold-label retriever"}
+CORPUS_KINDS = {"closed": "rag", "pooled": "rag-pooled"}
+RESULT_HEADERS = ("set", "task", "metric", "n", "no retrieval", *VARIANT_NAMES.values(),
+                  "gold passages")
+
+
+def set_runs(lay: RunLayout, set_name: str, kind: str) -> dict[str, dict[str, Any]]:
+    """variant -> metrics.json of eval/<set>/<kind>_<variant>, base, trained, gold."""
+    return _eval_runs({v: lay.eval_run(kind, v, set_name) for v in VARIANTS})
+
+
+def _set_names(lay: RunLayout) -> list[str]:
+    """Sets with runs on disk or prepared (eval_sets/<set>/manifest.json), in name order."""
+    names = set(lay.eval_set_names())
+    if lay.eval_dir.is_dir():  # runs whose manifest is missing but whose metrics are there
+        names.update(d.name for d in lay.eval_dir.iterdir()
+                     if d.is_dir() and d.name != "attribution" and not d.name.startswith("_")
+                     and any(d.glob("*_*/metrics.json")))
+    if lay.eval_sets_dir.is_dir():
+        names.update(d.name for d in lay.eval_sets_dir.iterdir()
+                     if d.is_dir() and not d.name.startswith("_")
+                     and (d / "manifest.json").exists())
+    return sorted(names)
+
+
+def _conditions(runs: Sequence[dict[str, Any]], cond: str) -> dict[str, Any] | None:
+    """The first run's ``cond`` condition (none and gold are only in the base closed run)."""
+    for m in runs:
+        c = (m.get("conditions") or {}).get(cond)
+        if c:
+            return c
+    return None
+
+
+class EvalSetResults:
+    """What a run directory holds for one evaluation set: its preparation manifest and the
+    metrics of every retrieval / RAG run, read once."""
+
+    def __init__(self, lay: RunLayout, name: str) -> None:
+        self.name = name
+        self.manifest = _read_json(lay.eval_set_dir(name) / "manifest.json") or {}
+        self.retrieval = set_runs(lay, name, "retrieval")
+        self.rag = {corpus: set_runs(lay, name, kind) for corpus, kind in CORPUS_KINDS.items()}
+
+    @property
+    def _all_rag(self) -> list[dict[str, Any]]:
+        return [*self.rag["closed"].values(), *self.rag["pooled"].values()]
+
+    @property
+    def beir_only(self) -> bool:
+        """A BEIR-format set: retrieval metrics only, no RAG."""
+        return (self.manifest.get("kind") == "beir"
+                or (self.manifest.get("extra") or {}).get("kind") == "beir")
+
+    @property
+    def has_gold(self) -> bool | None:
+        """Whether the set has gold passages (None: unknown)."""
+        q = (self.manifest.get("counts") or {}).get("qrels")
+        return None if q is None else bool(q)
+
+    def _per_task(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for m in self._all_rag:
+            for c in (m.get("conditions") or {}).values():
+                for t, v in (c.get("per_task") or {}).items():
+                    out.setdefault(t, v)
+        return out
+
+    @property
+    def task(self) -> str:
+        t = self.manifest.get("task") or (self.manifest.get("extra") or {}).get("task")
+        return str(t) if t else ("/".join(sorted(self._per_task())) or "?")
+
+    @property
+    def metric(self) -> str:
+        ms = sorted({str(v.get("metric")) for v in self._per_task().values() if v.get("metric")})
+        return "/".join(ms) or "?"
+
+    def n(self, corpus: str = "closed") -> int | str:
+        for m in self.rag[corpus].values():
+            if isinstance(m.get("n_samples"), int):
+                return m["n_samples"]
+        q = (self.manifest.get("counts") or {}).get("questions")
+        return q if isinstance(q, int) else NOT_RUN
+
+    def row(self, corpus: str) -> list[Any]:
+        """One row of the results table: the set's task metric per condition and retriever;
+        the floor and the ceiling don't depend on the corpus, so they come from whichever run
+        generated them (the base closed-corpus run)."""
+        runs = self.rag[corpus]
+        floor, ceiling = _conditions(self._all_rag, "none"), _conditions(self._all_rag, "gold")
+        cells: list[Any] = [floor["overall"] if floor else NOT_RUN]
+        for v in VARIANT_NAMES:
+            c = (runs.get(v, {}).get("conditions") or {}).get("retrieved")
+            cells.append(c["overall"] if c else NOT_RUN)
+        cells.append(ceiling["overall"] if ceiling else NOT_RUN)
+        return [self.name, self.task, self.metric, self.n(corpus), *cells]
+
+
+def eval_sets(run_dir: Path) -> list[EvalSetResults]:
+    lay = RunLayout(run_dir)
+    return [EvalSetResults(lay, n) for n in _set_names(lay)]
+
+
+def _macro(rows: Sequence[Sequence[Any]], first: int) -> list[Any]:
+    """The mean over sets of each score column; a column some set lacks is not averaged
+    over the others (that would compare different sets), it says how many sets it has."""
+    out: list[Any] = [f"macro average ({len(rows)} sets)", "", "", ""]
+    for j in range(first, len(rows[0])):
+        vals = [r[j] for r in rows if isinstance(r[j], (int, float))]
+        out.append(sum(vals) / len(vals) if len(vals) == len(rows)
+                   else f"incomplete ({len(vals)}/{len(rows)} sets)")
+    return out
+
+
+def results_rows(run_dir: Path, corpus: str = "closed",
+                 sets: Sequence[EvalSetResults] | None = None) -> list[list[Any]] | None:
+    """The paper's Table 2 for one corpus setting: a row per evaluation set (set, task, metric,
+    n, no retrieval, base, SCARLet, gold-label retriever, gold passages) and a macro-average
+    row; missing runs are ``"not run"``. None when there is nothing to show (no RAG set; for
+    ``pooled``: no rag-pooled run at all)."""
+    sets = eval_sets(run_dir) if sets is None else sets
+    rag_sets = [s for s in sets if not s.beir_only]
+    if not rag_sets or (corpus == "pooled" and not any(s.rag["pooled"] for s in rag_sets)):
+        return None
+    rows = [s.row(corpus) for s in rag_sets]
+    return [*rows, _macro(rows, 4)] if len(rows) > 1 else rows
+
+
+def retrieval_rows(run_dir: Path, sets: Sequence[EvalSetResults] | None = None,
+                   metric: str = "ndcg@10") -> list[list[Any]] | None:
+    """A row per evaluation set: set, queries, ``metric`` per retriever variant."""
+    sets = eval_sets(run_dir) if sets is None else sets
+    if not sets:
+        return None
+    rows = []
+    for s in sets:
+        queries = next((m["n_queries"] for m in s.retrieval.values()
+                        if isinstance(m.get("n_queries"), int)), "")
+        missing = (f"{NOT_RUN} (no gold passages)" if s.has_gold is False and not s.beir_only
+                   else NOT_RUN)
+        rows.append([s.name, queries, *[s.retrieval[v].get(metric, NOT_RUN)
+                                        if v in s.retrieval else missing
+                                        for v in VARIANT_NAMES]])
+    return rows
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
+                   digits: int = 3) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.{digits}f}"
+        return str(v).replace("|", "\\|")
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(out)
 
 
 def _sample_tasks(samples_path: Path | None) -> dict[str, str]:
@@ -252,51 +410,56 @@ def _grouped_bars(ax: Any, groups: Sequence[str], series: dict[str, list[float |
     ax.legend(fontsize=7)
 
 
-def fig_retrieval(runs: dict[str, dict[str, Any]], path: Path) -> str:
+def fig_retrieval(runs: dict[str, dict[str, Any]], path: Path, title: str | None = None) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     series = {name: [m.get(k) for k in RETRIEVAL_METRICS] for name, m in runs.items()}
     _grouped_bars(ax, RETRIEVAL_METRICS, series)
     first = next(iter(runs.values()))
-    ax.set_title(f"Retrieval on {Path(str(first.get('beir', ''))).name or 'BEIR'}"
+    ax.set_title(title or f"Retrieval on {Path(str(first.get('beir', ''))).name or 'BEIR'}"
                  f"/{first.get('split', '')}: before and after training", fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 
 
 def rag_series(runs: dict[str, dict[str, Any]]) -> tuple[list[str], dict[str, list[float | None]]]:
-    """Rows of the RAG chart: floor (no retrieval), retrieved per retriever, ceiling (gold)."""
+    """Rows of the RAG chart: floor (no retrieval), retrieved per retriever, ceiling (gold).
+
+    Groups are the tasks plus "overall" (only the task where there is one); the floor and the
+    ceiling come from the first run that has them (the base closed-corpus run generates them).
+    """
     tasks: set[str] = set()
     for m in runs.values():
         for c in (m.get("conditions") or {}).values():
             tasks.update(c.get("per_task", {}))
-    groups = [*sorted(tasks), "overall"]
+    groups = sorted(tasks) + (["overall"] if len(tasks) != 1 else [])
 
     def vals(cond: dict[str, Any] | None) -> list[float | None]:
         if not cond:
             return [None] * len(groups)
-        return [cond.get("per_task", {}).get(t, {}).get("score") for t in groups[:-1]] + [
-            cond.get("overall")]
+        return [cond.get("overall") if t == "overall"
+                else cond.get("per_task", {}).get(t, {}).get("score") for t in groups]
 
     series: dict[str, list[float | None]] = {}
-    first = next(iter(runs.values()))
-    if "none" in first.get("conditions", {}):
-        series["no retrieval"] = vals(first["conditions"]["none"])
+    floor = _conditions(list(runs.values()), "none")
+    if floor:
+        series["no retrieval"] = vals(floor)
     for name, m in runs.items():
-        if "retrieved" in m.get("conditions", {}):
+        if "retrieved" in (m.get("conditions") or {}):
             series[f"retrieved ({name})"] = vals(m["conditions"]["retrieved"])
-    if "gold" in first.get("conditions", {}):
-        series["gold passages"] = vals(first["conditions"]["gold"])
+    ceiling = _conditions(list(runs.values()), "gold")
+    if ceiling:
+        series["gold passages"] = vals(ceiling)
     return groups, series
 
 
-def fig_rag(runs: dict[str, dict[str, Any]], path: Path) -> str:
+def fig_rag(runs: dict[str, dict[str, Any]], path: Path, title: str | None = None) -> str:
     plt = _plt()
     groups, series = rag_series(runs)
-    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(groups) + 3), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(groups) * len(series) + 3), 3.8))
     _grouped_bars(ax, groups, series)
     ax.set_ylabel("task metric")
-    ax.set_title("RAG with the generator: floor, retrievers, ceiling", fontsize=11)
+    ax.set_title(title or "RAG with the generator: floor, retrievers, ceiling", fontsize=11)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -360,6 +523,85 @@ def _img(name: str, alt: str) -> str:
     return f'<img src="{html.escape(name)}" alt="{html.escape(alt)}">'
 
 
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _retrieval_block(runs: dict[str, dict[str, Any]], png: Path, title: str | None) -> str:
+    """Figure, table and "not run" notes for retrieval runs keyed by retriever name."""
+    sec = [_img(fig_retrieval(runs, png, title), "retrieval metrics"),
+           _table(["retriever", *RETRIEVAL_METRICS, "queries", "model"],
+                  [(n, *[m.get(k) for k in RETRIEVAL_METRICS], m.get("n_queries"), m.get("model"))
+                   for n, m in runs.items()])]
+    sec += [_not_run(f"retrieval evaluation, {name}")
+            for name in VARIANT_NAMES.values() if name not in runs]
+    return "\n".join(sec)
+
+
+def _eval_sets_section(run_dir: Path, out: Path) -> str:
+    sets = eval_sets(run_dir)
+    sec = ["<h2>Results per evaluation set</h2>"]
+    if not sets:
+        sec.append(_not_run("evaluation (no eval/<set>/*/metrics.json, no eval_sets/)"))
+        return "\n".join(sec)
+    closed = results_rows(run_dir, "closed", sets)
+    pooled = results_rows(run_dir, "pooled", sets)
+    for corpus, rows, what in (
+            ("closed", closed, "each set retrieves from its own corpus"),
+            ("pooled", pooled, "every set retrieves from one corpus pooled from all sets")):
+        if rows is None:
+            continue
+        sec.append(f"<h3>RAG, {corpus} corpus</h3><p class='meta'>{what}; the set's task metric "
+                   "with the generator; no retrieval (floor) and gold passages (ceiling) don't "
+                   "depend on the retriever or the corpus.</p>")
+        sec.append(_table(RESULT_HEADERS, rows))
+    if closed is None and pooled is None:
+        sec.append(_not_run("RAG evaluation (every set is retrieval-only)"))
+    ret = retrieval_rows(run_dir, sets)
+    if ret and any(s.retrieval for s in sets):
+        sec.append("<h3>Retrieval, nDCG@10</h3>")
+        sec.append(_table(["set", "queries", *VARIANT_NAMES.values()], ret))
+    for s in sets:
+        sec.append(f"<h3>Set {html.escape(s.name)}</h3>")
+        meta = (["BEIR-format set (retrieval only)" + (f", task {s.task}" if s.task != "?"
+                                                        else "")] if s.beir_only
+                else [f"task {s.task}, metric {s.metric}"])
+        meta.append(f"{s.n()} questions" if s.manifest or not s.beir_only else "")
+        if not s.manifest:
+            meta.append("no preparation manifest (eval_sets/<set>/manifest.json)")
+        sec.append(f'<p class="meta">{html.escape(", ".join(m for m in meta if m))}</p>')
+        name = _safe(s.name)
+        if s.retrieval:
+            sec.append(_retrieval_block(
+                {VARIANT_NAMES[v]: m for v, m in s.retrieval.items()},
+                out / f"retrieval_{name}.png", f"Retrieval on {s.name}: base and trained"))
+        elif s.has_gold is False and not s.beir_only:
+            sec.append(_not_run(f"retrieval evaluation on {s.name} (the set has no gold "
+                                "passages: RAG only)"))
+        else:
+            sec.append(_not_run(f"retrieval evaluation on {s.name}"))
+        if s.beir_only:
+            continue
+        runs = {VARIANT_NAMES[v]: m for v, m in s.rag["closed"].items()}
+        runs.update({f"{VARIANT_NAMES[v]}, pooled": m for v, m in s.rag["pooled"].items()})
+        if not runs:
+            sec.append(_not_run(f"RAG evaluation on {s.name}"))
+            continue
+        sec.append(_img(fig_rag(runs, out / f"rag_{name}.png",
+                                f"RAG on {s.name} ({s.metric}): floor, retrievers, ceiling"),
+                        f"RAG on {s.name}"))
+        groups, series = rag_series(runs)
+        sec.append(_table(["condition", *groups], [(k, *v) for k, v in series.items()]))
+        for v, vname in VARIANT_NAMES.items():
+            if v not in s.rag["closed"]:
+                sec.append(_not_run(f"RAG on {s.name}, closed corpus, {vname}"))
+        if s.rag["pooled"]:
+            for v, vname in VARIANT_NAMES.items():
+                if v not in s.rag["pooled"]:
+                    sec.append(_not_run(f"RAG on {s.name}, pooled corpus, {vname}"))
+    return "\n".join(sec)
+
+
 def build_report(run_dir: Path, samples_path: Path | None = None) -> Path:
     """Write RUN_DIR/report/report.html and its PNG figures; return the HTML path."""
     run_dir = Path(run_dir)
@@ -412,34 +654,16 @@ def build_report(run_dir: Path, samples_path: Path | None = None) -> Path:
         sec.append(_not_run("labels"))
     sections.append("\n".join(sec))
 
-    # ---- retrieval
-    ret = _eval_runs(run_dir, "retrieval")
-    sec = ["<h2>Retrieval</h2>"]
-    if ret:
-        sec.append(_img(fig_retrieval(ret, out / "retrieval.png"), "retrieval metrics"))
-        sec.append(_table(["retriever", *RETRIEVAL_METRICS, "queries", "model"],
-                          [(n, *[m.get(k) for k in RETRIEVAL_METRICS], m.get("n_queries"),
-                            m.get("model")) for n, m in ret.items()]))
-        for want in ("base", "trained"):
-            if want not in ret:
-                sec.append(_not_run(f"retrieval evaluation of the {want} retriever"))
-    else:
-        sec.append(_not_run("retrieval evaluation (eval/retrieval_*/metrics.json)"))
-    sections.append("\n".join(sec))
+    # ---- evaluation sets: the results table (closed, pooled), then each set
+    sections.append(_eval_sets_section(run_dir, out))
 
-    # ---- RAG
-    rag = _eval_runs(run_dir, "rag")
-    sec = ["<h2>RAG accuracy</h2>"]
-    if rag:
-        sec.append(_img(fig_rag(rag, out / "rag.png"), "RAG accuracy"))
-        groups, series = rag_series(rag)
-        sec.append(_table(["condition", *groups], [(k, *v) for k, v in series.items()]))
-        for want in ("base", "trained"):
-            if want not in rag:
-                sec.append(_not_run(f"RAG evaluation with the {want} retriever"))
-    else:
-        sec.append(_not_run("RAG evaluation (eval/rag_*/metrics.json)"))
-    sections.append("\n".join(sec))
+    # ---- evaluation.beir (a BEIR folder outside the evaluation sets)
+    lay = RunLayout(run_dir)
+    beir = _eval_runs({VARIANT_NAMES[v]: lay.eval_run("beir", v) for v in VARIANTS})
+    if beir:
+        sec = ["<h2>Retrieval on evaluation.beir</h2>",
+               _retrieval_block(beir, out / "retrieval_beir.png", None)]
+        sections.append("\n".join(sec))
 
     # ---- time and cost
     mans = _stage_manifests(run_dir)

@@ -97,23 +97,22 @@ def read_trec_run(path: str | Path) -> Run:
 
 
 def evaluate_dense(encoder: Any, beir: Any, *, k: int = 100, cache_dir: Path | None = None,
-                   batch_size: int = 64, query_prefix: str = "",
+                   batch_size: int = 64, instruction: str = "",
                    limit: int | None = None) -> dict[str, Any]:
     """Search every judged query of ``beir`` (a datasets.beir.BeirSet) and score the run.
 
     Returns {"metrics", "per_query", "hits", "info"}; ``hits`` is {qid: [(docid, score)...]}.
     """
     from scarlet_ray.evaluation.dense import search
-    from scarlet_ray.formatting import passage_text
+    from scarlet_ray.formatting import passage_text, query_text
 
     qids = sorted(beir.queries)
     if limit is not None:
         qids = qids[:limit]
     doc_ids = list(beir.corpus)
     doc_texts = [passage_text(p.title, p.text) for p in beir.corpus.values()]
-    hits_list, info = search(encoder, [beir.queries[q] for q in qids], doc_ids, doc_texts,
-                             max(k, 100), cache_dir, batch_size=batch_size,
-                             query_prefix=query_prefix)
+    hits_list, info = search(encoder, [query_text(instruction, beir.queries[q]) for q in qids],
+                             doc_ids, doc_texts, max(k, 100), cache_dir, batch_size=batch_size)
     hits = dict(zip(qids, hits_list, strict=True))
     run = {q: dict(h) for q, h in hits.items()}
     qrels = {q: beir.qrels[q] for q in qids}

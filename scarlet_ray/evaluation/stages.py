@@ -34,19 +34,28 @@ def _write_json(path: Path, obj: Any, indent: int = 2) -> None:
 
 # ------------------------------------------------------------------ retrieval
 def retrieval(cfg: Config, model: str, beir: str | Path, split: str, out: str | Path,
-              options: StageOptions | None = None) -> StageOutcome:
-    """A retriever on a BEIR set -> metrics.json, per_query.json, run.trec."""
+              options: StageOptions | None = None, *, instruction: str | None = None
+              ) -> StageOutcome:
+    """A retriever on a BEIR set -> metrics.json, per_query.json, run.trec.
+
+    Queries are ``instruction [SEP] query`` (formatting.query_text); ``instruction`` None means
+    ``evaluation.query_instruction`` (a BEIR folder has no task of its own, so unset is none).
+    """
     from scarlet_ray.datasets.beir import read_beir
     from scarlet_ray.evaluation.retrieval import evaluate_dense, write_trec_run
+    from scarlet_ray.formatting import query_instruction
     from scarlet_ray.models.encoder import load_encoder
 
     beir_dir = Path(beir)
     if not beir_dir.is_dir():
         raise UsageError(f"{beir_dir}: not a BEIR directory (corpus.jsonl, queries.jsonl, "
                          "qrels/)")
+    instr = instruction if instruction is not None else query_instruction(
+        cfg.evaluation.query_instruction, "")
     with StageRun(Path(out), "evaluate_retrieval", cfg.dump(),
                   ("metrics.json", "per_query.json", "run.trec", "cache"),
-                  options or StageOptions(), args={"model": model, "split": split}) as st:
+                  options or StageOptions(), args={"model": model, "split": split,
+                                                   "instruction": instr}) as st:
         st.models["retriever"] = model
         st.extra.update(beir=str(beir_dir), split=split)
         t0 = time.perf_counter()
@@ -60,8 +69,7 @@ def retrieval(cfg: Config, model: str, beir: str | Path, split: str, out: str | 
         t0 = time.perf_counter()
         res = evaluate_dense(encoder, data, k=cfg.evaluation.top_k, cache_dir=st.path("cache"),
                              batch_size=cfg.context.encode_batch_size,
-                             query_prefix=cfg.training.query_instruction,
-                             limit=cfg.evaluation.limit)
+                             instruction=instr, limit=cfg.evaluation.limit)
         st.timings["search_and_score_s"] = time.perf_counter() - t0
         tag = Path(model).name if os.sep in model else model
         n_lines = write_trec_run(st.path("run.trec"), res["hits"], tag=tag)
@@ -69,6 +77,7 @@ def retrieval(cfg: Config, model: str, beir: str | Path, split: str, out: str | 
             **{k: round(v, 6) for k, v in res["metrics"].items()},
             "n_queries": len(res["per_query"]), "n_docs": len(data.corpus), "model": model,
             "beir": str(beir_dir), "split": split, "top_k": max(cfg.evaluation.top_k, 100),
+            "query_instruction": instr,
             # judged documents missing from the corpus stay judged, as BEIR's evaluation does
             "qrels_unknown_docs": res["info"].get("qrels_unknown_docs", 0),
             "qrels_queries_without_text": res["info"].get("qrels_queries_without_text", 0),
@@ -90,34 +99,44 @@ def retrieval(cfg: Config, model: str, beir: str | Path, split: str, out: str | 
 
 # ------------------------------------------------------------------ attribution vs gold
 def attribution(cfg: Config, attributions: str | Path, samples_path: str | Path,
-                out: str | Path, options: StageOptions | None = None) -> StageOutcome:
-    """nDCG@1/@5 of the utilities against gold passages, beside the baselines."""
+                out: str | Path, options: StageOptions | None = None, *,
+                counterfactual: bool = False) -> StageOutcome:
+    """nDCG@1/@5 of the utilities against gold passages, beside the baselines.
+
+    With ``counterfactual``, also the share of true gold passages each method ranks above their
+    answer-swapped copy (``evaluation/counterfactual.py``), each copy's sample attributed afresh.
+    """
     import numpy as np
     from tqdm import tqdm
 
     from scarlet_ray.attribution.engine import AttributionEngine
     from scarlet_ray.evaluation.attribution import (
-        attention_scores,
-        loo_scores,
+        baseline_scores,
+        counterfactual_wins,
         ndcg_at_k,
-        random_scores,
-        similarity_scores,
     )
+    from scarlet_ray.evaluation.counterfactual import other_answer, summarise_wins
     from scarlet_ray.records import RecordError, Sample, read_attributions, read_jsonl
+    from scarlet_ray.stagedir import stage_settings
 
+    # the copies are attributed here, so the attribution settings shape the result too
+    cf_args = ({"counterfactual": True} | {
+        f"counterfactual.{k}": v for k, v in stage_settings("attribute", cfg.dump()).items()
+        if not k.startswith("labels.")}) if counterfactual else {}
     with StageRun(Path(out), "evaluate_attribution", cfg.dump(), ("metrics.json",),
-                  options or StageOptions()) as st:
+                  options or StageOptions(), args=cf_args) as st:
         st.errors.path.unlink(missing_ok=True)  # rewritten whole
         attrs = read_attributions(attributions)
         rep = read_jsonl(samples_path, Sample, on_error="quarantine")
         st.errors.add(rep.errors, stage="read")
         samples = {s.id: s for s in rep.records}
+        order = {s.id: i for i, s in enumerate(rep.records)}  # other_answer: the next sample's
         if attrs and not any(a.id in samples for a in attrs) and not st.options.allow_empty:
             raise UsageError(f"{samples_path}: none of the {len(attrs)} attributed ids in "
                              f"{attributions} is a sample there (the wrong samples file?)")
         base = list(cfg.attribution.eval_baselines)
         gen = enc = None
-        if {"loo", "attention"} & set(base):
+        if counterfactual or {"loo", "attention"} & set(base):
             from scarlet_ray.models.generator import load_generator
 
             gen = load_generator(cfg.models.generator, cfg.models.dtype, cfg.models.device)
@@ -132,6 +151,9 @@ def attribution(cfg: Config, attributions: str | Path, samples_path: str | Path,
         res: dict[str, dict[str, list[float]]] = {m: {"ndcg@1": [], "ndcg@5": []}
                                                   for m in methods}
         skipped = {"no_sample": 0, "no_gold": 0, "passage_missing": 0}
+        cf_wins: dict[str, list[list[float]]] = {m: [] for m in methods}
+        cf_skipped = {"no_other_answer": 0, "no_answer_in_gold": 0, "attribution_failed": 0,
+                      "pairs_cut": 0}
         for a in tqdm(attrs, desc="evaluate attribution", unit="sample"):
             s = samples.get(a.id)
             if s is None:
@@ -150,30 +172,56 @@ def attribution(cfg: Config, attributions: str | Path, samples_path: str | Path,
                                            "in this sample", a.id)])
                 continue
             rel = [pid in gold for pid in a.passage_ids]
-            scores = {"perturbation": np.asarray(a.utility)}
-            if gen is not None:
-                sub = s.model_copy(update={"passages": [by_id[p] for p in a.passage_ids]})
-                prep = engine.prepare(sub)
-                if [p.id for p in prep.passages] == a.passage_ids:
-                    if "loo" in base:
-                        scores["loo"] = loo_scores(gen, prep, cfg.attribution.target)
-                    if "attention" in base:
-                        scores["attention"] = attention_scores(gen, prep)
-            if enc is not None:
-                scores["similarity"] = similarity_scores(enc, s.input,
-                                                         [by_id[p] for p in a.passage_ids])
-            if "random" in base:
-                scores["random"] = random_scores(s.id, len(a.passage_ids), cfg.seed)
+            passages = [by_id[p] for p in a.passage_ids]
+            sub = s.model_copy(update={"passages": passages, "gold_passage_ids": [
+                g for g in s.gold_passage_ids if g in gold]})
+            prep = engine.prepare(sub) if gen is not None and {"loo", "attention"} & set(base) \
+                else None
+            scores = {"perturbation": np.asarray(a.utility),
+                      **baseline_scores(base, s.id, s.input, passages, gen=gen, prep=prep,
+                                        encoder=enc, target=cfg.attribution.target,
+                                        seed=cfg.seed)}
             for m, v in scores.items():
                 res[m]["ndcg@1"].append(ndcg_at_k(v, rel, 1))
                 res[m]["ndcg@5"].append(ndcg_at_k(v, rel, 5))
+            if not counterfactual:
+                continue
+            try:
+                other = other_answer(rep.records, order[s.id])
+            except ValueError:
+                cf_skipped["no_other_answer"] += 1
+                continue
+            try:
+                wins, why = counterfactual_wins(engine, sub, other, base, encoder=enc,
+                                                seed=cfg.seed)
+            except ValueError as exc:  # the copy's sample cannot be scored (window, masks)
+                why = "attribution_failed"
+                st.errors.add([RecordError(str(samples_path), "counterfactual", str(exc), a.id)])
+            if why is not None:
+                cf_skipped[why] += 1
+                continue
+            for m, w in wins.items():
+                cf_wins[m].append(w)
         metrics = {m: {k: (float(np.mean(v)) if v else None) for k, v in d.items()}
                    | {"n": len(d["ndcg@1"])} for m, d in res.items()}
-        _write_json(st.path("metrics.json"), {"methods": metrics, "skipped": skipped})
-        st.counts.update(attributions=len(attrs), **skipped)
+        out_json: dict[str, Any] = {"methods": metrics, "skipped": skipped}
         rows = [(f"{m} nDCG@1 / @5 (n)",
                  f"{_f(metrics[m]['ndcg@1'])} / {_f(metrics[m]['ndcg@5'])} ({metrics[m]['n']})")
                 for m in methods]
+        if counterfactual:
+            cf = {m: summarise_wins(w) for m, w in cf_wins.items()}
+            out_json["counterfactual"] = {
+                "measure": "share of (true gold passage, answer-swapped copy) pairs where the "
+                           "true passage scores higher; ties lose",
+                "methods": cf, "skipped": cf_skipped}
+            rows += [(f"{m} counterfactual: true above copy (pairs)",
+                      f"{_f(cf[m]['won'])} ({cf[m]['pairs']})") for m in methods]
+            rows.append(("counterfactual skipped",
+                         ", ".join(f"{k} {v}" for k, v in cf_skipped.items())))
+            st.counts.update(counterfactual_pairs=cf["perturbation"]["pairs"],
+                             **{f"counterfactual_{k}": v for k, v in cf_skipped.items()})
+        _write_json(st.path("metrics.json"), out_json)
+        st.counts.update(attributions=len(attrs), **skipped)
         return StageOutcome("evaluate_attribution", 0, rows, "", st.out)
 
 
@@ -200,14 +248,22 @@ def _check_tasks(samples: list[Any], path: str, extra: dict[str, Any]) -> None:
 
 
 def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
-        out: str | Path, options: StageOptions | None = None) -> StageOutcome:
-    """Retriever + generator on samples -> predictions.jsonl (resumable), metrics.json."""
+        out: str | Path, options: StageOptions | None = None, *,
+        query_instruction: str | None = None, max_new_tokens: int | None = None
+        ) -> StageOutcome:
+    """Retriever + generator on samples -> predictions.jsonl (resumable), metrics.json.
+
+    Retrieval queries are ``instruction [SEP] input`` with ``query_instruction`` (else
+    ``evaluation.query_instruction``, else each sample's task instruction); each task generates
+    its own length (``max_new_tokens``, else ``evaluation.max_new_tokens``, overrides all).
+    """
     from scarlet_ray.evaluation.dense import model_fingerprint, search
     from scarlet_ray.evaluation.rag import (
         build_items,
         load_corpus,
         read_predictions,
         rescore,
+        retrieval_queries,
         run_items,
         summarize,
     )
@@ -219,8 +275,10 @@ def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
     ev = cfg.evaluation
     extra = _extra_tasks(cfg)
     conditions = list(dict.fromkeys(ev.rag_conditions))
+    configured = query_instruction if query_instruction is not None else ev.query_instruction
+    n_new = max_new_tokens or ev.max_new_tokens
     args = {"model": model, "corpus": str(corpus), "samples": str(samples_path),
-            "conditions": conditions}
+            "conditions": conditions, "query_instruction": configured, "max_new_tokens": n_new}
     with StageRun(Path(out), "evaluate_rag", cfg.dump(),
                   ("predictions.jsonl", "metrics.json", "cache"), options or StageOptions(),
                   args=args) as st:
@@ -254,10 +312,11 @@ def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
             passages = load_corpus(str(corpus))
             st.timings["load_retriever_and_corpus_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            hits, info = search(encoder, [s.input for s in todo], [p.id for p in passages],
+            queries = retrieval_queries(todo, configured, extra)
+            hits, info = search(encoder, queries, [p.id for p in passages],
                                 [passage_text(p.title, p.text) for p in passages], ev.rag_top_k,
                                 st.path("cache"), batch_size=cfg.context.encode_batch_size,
-                                query_prefix=cfg.training.query_instruction, model_key=fp)
+                                model_key=fp)
             by_id = {p.id: p for p in passages}
             for s, h in zip(todo, hits, strict=True):
                 retrieved[s.id] = [Passage(id=d, title=by_id[d].title, text=by_id[d].text)
@@ -273,10 +332,10 @@ def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
                                  device=cfg.models.device,
                                  attn_implementation=cfg.models.attn_implementation)
             st.timings["load_generator_s"] = time.perf_counter() - t0
-            items = build_items(todo, retrieved, conditions, extra)
+            items = build_items(todo, retrieved, conditions, extra, n_new)
             t0 = time.perf_counter()
-            ran = run_items(gen, items, max_new_tokens=ev.max_new_tokens,
-                            batch_size=ev.rag_batch_size, chunk=max(ev.rag_batch_size, 8),
+            ran = run_items(gen, items, batch_size=ev.rag_batch_size,
+                            chunk=max(ev.rag_batch_size, 8),
                             on_rows=lambda rows: write_jsonl(preds_path, rows, append=True))
             written, window = (ran if isinstance(ran, tuple) else (ran, None))
             st.timings["generate_s"] = time.perf_counter() - t0

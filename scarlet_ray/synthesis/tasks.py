@@ -35,7 +35,7 @@ def task_from_spec(spec: TaskSpec) -> Task:
     """A YAML ``synthesis.extra_tasks`` entry as a Task."""
     return Task(spec.name, spec.description, spec.instruction, spec.example_input,
                 spec.example_output, spec.metric, labels=tuple(spec.labels),
-                extractive=spec.extractive)
+                extractive=spec.extractive, max_new_tokens=spec.max_new_tokens)
 
 
 def task_pool(extra_tasks: Sequence[TaskSpec] = ()) -> dict[str, Task]:
@@ -58,6 +58,10 @@ def selected_tasks(cfg: SynthesisConfig) -> list[Task]:
     unknown = [t for t in cfg.tasks if t not in pool]
     if unknown:
         raise ValueError(f"synthesis.tasks: unknown task(s) {unknown}; known: {sorted(pool)}")
+    eval_only = [t for t in cfg.tasks if not pool[t].synthesize]
+    if eval_only:
+        raise ValueError(f"synthesis.tasks: {eval_only} are evaluation-only tasks (read from "
+                         "their public sets, not synthesized)")
     if len(set(cfg.tasks)) != len(cfg.tasks):
         raise ValueError(f"synthesis.tasks: duplicates in {cfg.tasks}")
     return [pool[t] for t in cfg.tasks]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scarlet_ray.formatting import query_text
+from scarlet_ray.formatting import query_instruction, query_text
 from scarlet_ray.records import RecordError, TrainingExample, iter_jsonl_objects, validate_record
 
 
@@ -53,7 +53,7 @@ class Batcher:
 
     def __init__(self, examples: list[TrainingExample], *, global_batch: int, group_size: int,
                  world_size: int = 1, rank: int = 0, grad_accum: int = 1, seed: int = 42,
-                 query_instruction: str = "", shuffle: bool = True):
+                 query_instruction: str | None = None, shuffle: bool = True):
         if group_size < 2:
             raise ValueError("training.group_size: must be >= 2 (one positive, >= 1 negative)")
         per = world_size * grad_accum
@@ -90,7 +90,9 @@ class Batcher:
         return np.random.default_rng([self.seed, epoch]).permutation(n)
 
     def query_text(self, ex: TrainingExample) -> str:
-        return query_text(ex.prompt or self.query_instruction, ex.query)
+        """``instruction [SEP] query``: the example's task instruction (its ``prompt``) unless
+        ``training.query_instruction`` names one text for all."""
+        return query_text(query_instruction(self.query_instruction, ex.prompt), ex.query)
 
     def group(self, idx: int, epoch: int) -> list[str]:
         """One positive and ``group_size - 1`` negatives, sampled by (seed, epoch, example)."""

@@ -39,7 +39,8 @@ def _argv(tmp_path, tiny_llama, tiny_encoder, out, *extra):
             "--corpus", str(write_corpus(tmp_path / "corpus.jsonl")), "--output", str(out),
             "--set", f"models.generator={tiny_llama}", "--set", "models.dtype=float32",
             "--set", "evaluation.max_new_tokens=4", "--set", "evaluation.rag_batch_size=3",
-            *extra]
+            # plain queries: each input is a corpus document's exact text, which must rank first
+            "--set", "evaluation.query_instruction=''", *extra]
 
 
 def test_evaluate_rag_runs_scores_and_resumes(tmp_path, tiny_llama, tiny_encoder, capsys):

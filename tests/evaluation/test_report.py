@@ -44,25 +44,27 @@ def make_run(root: Path, with_trained: bool = True) -> Path:
         write_manifest(root / st, st, counts={"records": 18, **({"cost_usd": 0.42}
                                                                 if st == "synthesis" else {})},
                        timings={"run": secs})
-    for variant, nd in (("base", 0.61), ("trained", 0.64)):
-        if variant == "trained" and not with_trained:
-            continue
-        d = root / "eval" / f"retrieval_{variant}"
+    # one evaluation set in the per-set layout: eval/<set>/{retrieval,rag}_<variant>
+    write_manifest(root / "eval_sets" / "hotpotqa-dev", "eval_set",
+                   counts={"questions": 18, "qrels": 36}, extra={"kind": "samples",
+                                                                 "task": "hotpotqa"})
+    variants = (("base", 0.61, 0.3), ("trained", 0.64, 0.35), ("gold", 0.66, 0.4))
+    for variant, nd, acc in variants[:3 if with_trained else 1]:
+        d = root / "eval" / "hotpotqa-dev" / f"retrieval_{variant}"
         d.mkdir(parents=True)
         (d / "metrics.json").write_text(json.dumps(
             {"ndcg@10": nd, "recall@10": nd + 0.1, "recall@100": 0.93, "mrr@10": nd - 0.03,
-             "n_queries": 809, "model": variant, "beir": "scifact", "split": "train"}))
+             "n_queries": 18, "model": variant, "beir": "eval_sets/hotpotqa-dev/beir",
+             "split": "test"}))
         write_manifest(d, "evaluate_retrieval", timings={"search_and_score": 200.0})
-    for variant, acc in (("base", 0.3), ("trained", 0.35)):
-        if variant == "trained" and not with_trained:
-            continue
-        d = root / "eval" / f"rag_{variant}"
+        d = root / "eval" / "hotpotqa-dev" / f"rag_{variant}"
         d.mkdir(parents=True)
         conds = {c: {"overall": v, "macro": v, "n": 18,
-                     "per_task": {t: {"score": v + 0.05 * k, "n": 6}
-                                  for k, t in enumerate(TASKS)}}
-                 for c, v in (("retrieved", acc), ("none", 0.1), ("gold", 0.5))}
+                     "per_task": {"hotpotqa": {"score": v, "n": 18, "metric": "substring"}}}
+                 for c, v in (("retrieved", acc), ("none", 0.1), ("gold", 0.5))
+                 if c == "retrieved" or variant == "base"}
         (d / "metrics.json").write_text(json.dumps({"conditions": conds, "n_samples": 18}))
+        write_manifest(d, "evaluate_rag", timings={"total_s": 30.0})
     return root
 
 
@@ -72,14 +74,18 @@ def test_report_with_partial_run(tmp_path):
     assert page == run / "report" / "report.html"
     text = page.read_text()
     imgs = re.findall(r'<img src="([^"]+)"', text)
-    assert set(imgs) == {"utility_curves.png", "label_counts.png", "r2.png", "retrieval.png",
-                         "rag.png", "stage_times.png"}
+    assert set(imgs) == {"utility_curves.png", "label_counts.png", "r2.png",
+                         "retrieval_hotpotqa-dev.png", "rag_hotpotqa-dev.png", "stage_times.png"}
     for name in imgs:
         data = (page.parent / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
     # what did not run is said, not hidden
-    assert "not run: retrieval evaluation of the trained retriever" in text
-    assert "not run: RAG evaluation with the trained retriever" in text
+    assert "not run: retrieval evaluation, SCARLet (trained)" in text
+    assert "not run: RAG on hotpotqa-dev, closed corpus, SCARLet (trained)" in text
+    # the per-set results table: floor, base, two retrievers not run, ceiling
+    assert ("<td>hotpotqa-dev</td><td>hotpotqa</td><td>substring</td><td>18</td>"
+            "<td>0.1000</td><td>0.3000</td><td>not run</td><td>not run</td><td>0.5000</td>"
+            in text)
     assert re.search(r"<td>train</td><td>not run</td>", text)
     # numbers come from the run dir: label counts and cost
     assert "<td>nq</td><td>6</td><td>12</td><td>30</td><td>18</td>" in text
@@ -90,7 +96,8 @@ def test_report_of_an_empty_run_dir_says_not_run(tmp_path):
     page = build_report(tmp_path / "empty")
     text = page.read_text()
     assert "<img" not in text
-    assert text.count("not run:") >= 4
+    assert text.count("not run:") >= 3
+    assert "not run: evaluation" in text
 
 
 def _chromium() -> str:
