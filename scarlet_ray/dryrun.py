@@ -73,6 +73,17 @@ def _task_of(fmt: str, path: str, task: str | None) -> str | None:
             "fiqa": "fiqa"}.get(fmt)
 
 
+FOLDER_FORMATS = {"beir", "fiqa"}  # formats that read a folder; every other reads a file
+
+
+def _wrong_kind(state: str, fmt: str) -> str | None:
+    if state == "folder" and fmt not in FOLDER_FORMATS:
+        return f"is a folder, and format {fmt!r} reads a file"
+    if state == "present" and fmt == "beir":
+        return "is a file, and format 'beir' reads a folder (corpus.jsonl, queries.jsonl, qrels/)"
+    return None
+
+
 def _n(x: int | None) -> str:
     return "-" if x is None else f"{x:,}"
 
@@ -121,6 +132,8 @@ def dry_run(cfg: Config, output: str | Path) -> DryRun:
             dr.problems.append(f"{where}.task: unknown task {task!r}")
         if state.startswith("absent") or state.startswith("unreadable"):
             dr.problems.append(f"{where}: {src.path}: {state}")
+        elif (why := _wrong_kind(state, src.format)):
+            dr.problems.append(f"{where}: {src.path} {why}")
         takes = src.count if src.count is not None else n
         if src.count is not None and n is not None and n < src.count:
             dr.warnings.append(f"{where}: {src.path} has {n:,} records, fewer than count "
@@ -163,6 +176,8 @@ def dry_run(cfg: Config, output: str | Path) -> DryRun:
             dr.problems.append(f"{where}.format: {es.format!r} is a corpus format, not questions")
         if state.startswith("absent") or state.startswith("unreadable"):
             dr.problems.append(f"{where}: {es.path}: {state}")
+        elif (why := _wrong_kind(state, es.format)):
+            dr.problems.append(f"{where}: {es.path} {why}")
         if es.offset and es.sampling != "first":
             dr.problems.append(f"{where}: offset works with sampling: first")
         task = _task_of(es.format, es.path, es.task)

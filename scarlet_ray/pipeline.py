@@ -301,12 +301,14 @@ def _set_retrieval(p: Pipeline, es: Any, model: str, out: Path) -> Any:
         p.cfg.evaluation.query_instruction
     task = es.task or _set_task(p, es.name)
     instr = query_instruction(configured, get_task(task).instruction if task else "")
+    inputs = {"set": es.model_dump(mode="json")}
     m = read_manifest(out)
     if m and m.get("status") == "complete" and m.get("fingerprint") == fingerprint(
             stage_settings("evaluate_retrieval", p.cfg.dump(),
-                           {"model": model, "split": split, "instruction": instr})):
+                           {"model": model, "split": split, "instruction": instr, **inputs})):
         return Skip("complete in manifest")
-    return evaluation.retrieval(p.cfg, model, beir, split, out, p.options, instruction=instr)
+    return evaluation.retrieval(p.cfg, model, beir, split, out, p.options, instruction=instr,
+                                inputs=inputs)
 
 
 def _report(p: Pipeline) -> int:
@@ -396,6 +398,10 @@ def _steps(p: Pipeline) -> list[Step]:
         if pooled:
             corpora.append(("rag-pooled", lay.pooled_corpus))
         for kind, corpus in corpora:
+            # what made the inputs: the set, and for the pooled corpus every set in it
+            inputs: dict[str, Any] = {"set": es.model_dump(mode="json")}
+            if kind == "rag-pooled":
+                inputs["pooled"] = [x.model_dump(mode="json") for x in rag_sets]
             for variant, model in models.items():
                 c = cfg if variant == "base" and kind == "rag" else only_retrieved
                 out = lay.eval_run(kind, variant, es.name)
@@ -404,11 +410,12 @@ def _steps(p: Pipeline) -> list[Step]:
                 steps.append((f"{kind} {es.name} ({variant})", "evaluate", out, "evaluate_rag",
                               _bind(evaluation.rag, c, model, lay.eval_set_samples(es.name),
                                     corpus, out, opt, query_instruction=instr,
-                                    max_new_tokens=n_new), needs,
+                                    max_new_tokens=n_new, inputs=inputs), needs,
                               {"model": model, "corpus": str(corpus),
                                "samples": str(lay.eval_set_samples(es.name)),
                                "conditions": list(dict.fromkeys(c.evaluation.rag_conditions)),
-                               "query_instruction": instr, "max_new_tokens": n_new}))
+                               "query_instruction": instr, "max_new_tokens": n_new,
+                               **inputs}))
     if ev.beir:
         for variant, model in models.items():
             out = lay.eval_run("beir", variant)

@@ -264,3 +264,25 @@ def test_training_and_evaluation_queries_come_from_one_function():
                                "evaluation.query_instruction=''"])
     assert train_query(fixed) == "Find: [SEP] who wrote dune"
     assert retrieval_queries([sample], fixed.evaluation.query_instruction)[0] == q
+
+
+def test_dry_run_lists_every_problem_at_once(tmp_path, capsys, shared_data):
+    """A folder where a file belongs, a file where a folder belongs, an unknown task and a
+    missing corpus: all named in one dry run, not one per attempt."""
+    hp = shared_data / "hotpotqa"
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({
+        "data": {"seeds": [{"path": str(hp), "format": "hotpotqa"},
+                           {"path": str(hp / "hotpotqa_train.json"), "format": "hotpotqa",
+                            "task": "nope"}],
+                 "corpus": [str(tmp_path / "missing.jsonl")]},
+        "evaluation": {"sets": [{"name": "b", "path": str(shared_data / "scifact" /
+                                                           "corpus.jsonl"), "format": "beir"}]}}))
+    assert main(["run", "--dry-run", "--config", str(job), "--output", str(tmp_path / "o")]) == 2
+    out = capsys.readouterr().out
+    assert "4 problem(s):" in out
+    problems = out[out.index("4 problem(s):"):]
+    assert f"data.seeds.0: {hp} is a folder, and format 'hotpotqa' reads a file" in problems
+    assert "data.seeds.1.task: unknown task 'nope'" in problems
+    assert "missing.jsonl: absent on this machine" in problems
+    assert "is a file, and format 'beir' reads a folder" in problems

@@ -34,12 +34,14 @@ def _write_json(path: Path, obj: Any, indent: int = 2) -> None:
 
 # ------------------------------------------------------------------ retrieval
 def retrieval(cfg: Config, model: str, beir: str | Path, split: str, out: str | Path,
-              options: StageOptions | None = None, *, instruction: str | None = None
-              ) -> StageOutcome:
+              options: StageOptions | None = None, *, instruction: str | None = None,
+              inputs: dict[str, Any] | None = None) -> StageOutcome:
     """A retriever on a BEIR set -> metrics.json, per_query.json, run.trec.
 
     Queries are ``instruction [SEP] query`` (formatting.query_text); ``instruction`` None means
     ``evaluation.query_instruction`` (a BEIR folder has no task of its own, so unset is none).
+    ``inputs``: settings of what made the input files (an evaluation set's), for the fingerprint,
+    so a set read anew is not scored with the old set's results.
     """
     from scarlet_ray.datasets.beir import read_beir
     from scarlet_ray.evaluation.retrieval import evaluate_dense, write_trec_run
@@ -55,7 +57,7 @@ def retrieval(cfg: Config, model: str, beir: str | Path, split: str, out: str | 
     with StageRun(Path(out), "evaluate_retrieval", cfg.dump(),
                   ("metrics.json", "per_query.json", "run.trec", "cache"),
                   options or StageOptions(), args={"model": model, "split": split,
-                                                   "instruction": instr}) as st:
+                                                   "instruction": instr, **(inputs or {})}) as st:
         st.models["retriever"] = model
         st.extra.update(beir=str(beir_dir), split=split)
         t0 = time.perf_counter()
@@ -249,8 +251,8 @@ def _check_tasks(samples: list[Any], path: str, extra: dict[str, Any]) -> None:
 
 def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
         out: str | Path, options: StageOptions | None = None, *,
-        query_instruction: str | None = None, max_new_tokens: int | None = None
-        ) -> StageOutcome:
+        query_instruction: str | None = None, max_new_tokens: int | None = None,
+        inputs: dict[str, Any] | None = None) -> StageOutcome:
     """Retriever + generator on samples -> predictions.jsonl (resumable), metrics.json.
 
     Retrieval queries are ``instruction [SEP] input`` with ``query_instruction`` (else
@@ -278,7 +280,8 @@ def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
     configured = query_instruction if query_instruction is not None else ev.query_instruction
     n_new = max_new_tokens or ev.max_new_tokens
     args = {"model": model, "corpus": str(corpus), "samples": str(samples_path),
-            "conditions": conditions, "query_instruction": configured, "max_new_tokens": n_new}
+            "conditions": conditions, "query_instruction": configured, "max_new_tokens": n_new,
+            **(inputs or {})}
     with StageRun(Path(out), "evaluate_rag", cfg.dump(),
                   ("predictions.jsonl", "metrics.json", "cache"), options or StageOptions(),
                   args=args) as st:
