@@ -123,8 +123,8 @@ class RunLayout:
             ("labels", [self.train_file.parent, self.gold_train_file.parent]),
             ("train", [self.model_dir, self.gold_model_dir]),
             ("eval", [self.eval_attribution,
-                      *(sorted(self.eval_sets_dir.iterdir()) if self.eval_sets_dir.is_dir()
-                        else []),
+                      *(sorted(d for d in self.eval_sets_dir.iterdir() if d.is_dir())
+                        if self.eval_sets_dir.is_dir() else []),
                       *(self.eval_run("beir", v) for v in VARIANTS),
                       *(d for n in self.eval_set_names()
                         for d in sorted((self.eval_dir / n).iterdir()) if d.is_dir())]),

@@ -8,7 +8,6 @@ each quarantine naming file:line and the field.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -121,16 +120,8 @@ def test_scifact_takes_a_beir_corpus_for_the_passages(tmp_path):
         convert("scifact", str(claims))  # no corpus.jsonl beside the claims
 
 
-def _shared_scifact() -> Path:
-    env = os.environ.get("SCARLET_SHARED_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    return root / "scifact"
-
-
-@pytest.mark.skipif(not (_shared_scifact() / "corpus.jsonl").exists(),
-                    reason="shared SciFact (BEIR) not found")
-def test_scifact_claims_over_the_real_beir_corpus(tmp_path):
-    src = _shared_scifact() / "corpus.jsonl"
+def test_scifact_claims_over_the_real_beir_corpus(tmp_path, shared_data):
+    src = shared_data / "scifact" / "corpus.jsonl"  # the fixture fails, never skips, if absent
     with open(src, encoding="utf-8") as fh:
         docs = [json.loads(next(fh)) for _ in range(3)]
     a, b, c = (d["_id"] for d in docs)
