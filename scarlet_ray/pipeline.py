@@ -223,8 +223,9 @@ def _eval_set(p: Pipeline, es: Any) -> int:
         st.errors.add(res.skipped, stage="read")
         samples = list(res.records)
         if not samples:
-            raise EmptyInput(f"{es.path}: no usable records for {where} "
-                             f"({len(res.skipped)} quarantined, see {st.errors.path})")
+            why = (f"{len(res.skipped)} quarantined, see {st.errors.path}" if res.skipped
+                   else "the file holds none")
+            raise EmptyInput(f"{es.path}: no usable records for {where} ({why})")
         leak = evalsets.find_leaks(((s.id, s.input) for s in samples), trained)
         if leak:
             raise UsageError(leak.line(where, len(samples)))
