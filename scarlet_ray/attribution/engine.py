@@ -93,7 +93,7 @@ class AttributionEngine:
         """On CUDA, cap ``max_batch_tokens`` by what the GPU's free memory holds (so an 8B
         model on a 24 GB card does not OOM where an 80 GB card takes the configured size)."""
         gen = self.generator
-        if gen is None or gen.device.type != "cuda":
+        if gen is None or gen.engine is not None or gen.device.type != "cuda":
             return self.cfg.max_batch_tokens
         from scarlet_ray.models.gpu import scoring_batch_tokens
 
@@ -130,11 +130,18 @@ class AttributionEngine:
         if len(masks) < 2:
             raise ValueError(f"only {len(masks)} distinct mask(s) possible; need at least 2")
         stats = ScoreStats()
-        scores = score_masks(self.generator, prep, masks, self.cfg.target,
-                             max_batch_tokens=self.max_batch_tokens,
-                             prefix_cache=self.cfg.prefix_cache,
-                             sharing=self.cfg.kv_sharing,
-                             walkers=self.cfg.cpu_walkers, stats=stats)
+        if self.generator.engine is not None:  # the vllm backend
+            from scarlet_ray.attribution.vllm_scoring import score_masks_vllm
+
+            scores = score_masks_vllm(self.generator, prep, masks, (self.cfg.target,),
+                                      prefix_cache=self.cfg.prefix_cache,
+                                      stats=stats)[self.cfg.target]
+        else:
+            scores = score_masks(self.generator, prep, masks, self.cfg.target,
+                                 max_batch_tokens=self.max_batch_tokens,
+                                 prefix_cache=self.cfg.prefix_cache,
+                                 sharing=self.cfg.kv_sharing,
+                                 walkers=self.cfg.cpu_walkers, stats=stats)
         assert_finite(scores, f"sample {sample.id}")
         self.last_stats = stats
         self.last_note = prep.truncation_note

@@ -30,6 +30,7 @@ import torch
 from scarlet_ray.attribution.masks import unique_rows
 from scarlet_ray.attribution.trie import trie_hidden_rows
 from scarlet_ray.models.generator import Generator
+from scarlet_ray.models.kvcache import cache_kwargs, output_cache
 from scarlet_ray.prompt import PromptFit, fit_chat_prompt
 from scarlet_ray.records import Passage
 
@@ -74,6 +75,13 @@ def _token_logprobs(logits: torch.Tensor, ans: torch.Tensor) -> torch.Tensor:
     return logp.gather(-1, ans.unsqueeze(-1)).squeeze(-1)
 
 
+def logit_of_prob(lp: torch.Tensor) -> torch.Tensor:
+    """log p - log(1 - p) from log p, stable near p = 1 (ContextCite's ``logit_prob``)."""
+    lp = lp.clamp(max=-1e-12)
+    log1m = torch.where(lp > -0.1, torch.log(-torch.expm1(lp)), torch.log1p(-torch.exp(lp)))
+    return lp - log1m
+
+
 def target_from_logits(logits: torch.Tensor, ans: torch.Tensor, target: str) -> torch.Tensor:
     """Sequence-level target from answer-position logits; batched over leading dims.
 
@@ -86,9 +94,7 @@ def target_from_logits(logits: torch.Tensor, ans: torch.Tensor, target: str) -> 
     if target == "logprob_sum":
         return lp
     if target == "logit_prob":
-        lp = lp.clamp(max=-1e-12)
-        log1m = torch.where(lp > -0.1, torch.log(-torch.expm1(lp)), torch.log1p(-torch.exp(lp)))
-        return lp - log1m
+        return logit_of_prob(lp)
     raise ValueError(f"unknown target {target!r}; known: {list(TARGETS)}")
 
 
@@ -245,7 +251,7 @@ def _rows_batched(model: Any, base: Any, gen: Generator, prompts: list[list[int]
     prefix_kv = None
     if L:
         out = base(input_ids=torch.tensor([prompts[0][:L]], device=dev), use_cache=True)
-        prefix_kv = [(lay.keys, lay.values) for lay in out.cache.layers]
+        prefix_kv = [(lay.keys, lay.values) for lay in output_cache(out).layers]
         st.n_tokens += L
         st.n_padded_tokens += L
         st.n_forwards += 1
@@ -261,7 +267,7 @@ def _rows_batched(model: Any, base: Any, gen: Generator, prompts: list[list[int]
             ids[r, : lengths[i]] = torch.tensor(suffixes[i], device=dev)
         kwargs: dict[str, Any] = {}
         if L:
-            kwargs["cache"] = _expand_cache(model, prefix_kv, B)
+            kwargs.update(cache_kwargs(base, _expand_cache(model, prefix_kv, B)))
             kwargs["position_ids"] = torch.arange(L, L + S, device=dev).expand(B, S)
         hidden = base(input_ids=ids, use_cache=bool(L), **kwargs).last_hidden_state
         for r, i in enumerate(idx):
@@ -354,6 +360,6 @@ def tokens_per_mask(prep: PreparedSample, gen: Generator) -> int:
 
 
 __all__ = ["TARGETS", "PreparedSample", "ScoreStats", "assert_finite", "model_window",
-           "naive_scores", "prepare_sample", "resolve_sharing", "score_masks", "score_masks_multi",
+           "logit_of_prob", "naive_scores", "prepare_sample", "resolve_sharing", "score_masks", "score_masks_multi",
            "target_from_logits",
            "tokens_per_mask"]

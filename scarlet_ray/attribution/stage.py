@@ -48,18 +48,27 @@ def local_results(cfg: Config, todo: Sequence[InputRow],
     engine's prompt-window tally goes to ``extra["prompt_window"]``."""
 
     from scarlet_ray.attribution.engine import AttributionEngine
-    from scarlet_ray.models.generator import load_generator
+    from scarlet_ray.models.generator import load_for_backend
 
     if not todo:
         return
-    gen = load_generator(cfg.models.generator, cfg.models.dtype, cfg.models.device,
-                         cfg.models.attn_implementation)
+    gen = load_for_backend(cfg.models, cfg.attribution.backend, cfg.attribution.target)
+    extra["engine"] = engine_info(gen)
     engine = AttributionEngine(gen, cfg.attribution, cfg.labels,
                                generator_name=cfg.models.generator)
     try:
         yield from _score_each(engine, todo)
     finally:
         extra["prompt_window"] = engine.window_log.summary()
+
+
+def engine_info(gen: Any) -> dict[str, Any]:
+    """What scored, for the manifest: the backend and, for vLLM, its settings and start time."""
+    if gen.engine is None:
+        return {"backend": "hf", "dtype": str(gen.dtype), "device": str(gen.device)}
+    kw = dict(gen.info.get("engine_kwargs", {}))
+    return {"backend": "vllm", "engine_kwargs": kw, "start_s": gen.info.get("start_s"),
+            "window": gen.info.get("window")}
 
 
 def _score_each(engine: Any, todo: Sequence[InputRow]) -> Iterator[list[dict[str, Any]]]:
@@ -106,6 +115,7 @@ def run(cfg: Config, input_path: str | Path, out: str | Path,
         n_prior = len(report.errors) + (0 if options.retry_failed else len(failed_before))
         st.models.update(generator=cfg.models.generator, dtype=cfg.models.dtype)
         st.extra["runner"] = a.runner
+        st.extra["backend"] = a.backend
         log.info("%d samples: %d done, %d failed before (%s), %d to attribute", len(ids),
                  len(done_before), len(failed_before),
                  "retried" if options.retry_failed else "skipped", len(todo))
@@ -192,7 +202,7 @@ def run(cfg: Config, input_path: str | Path, out: str | Path,
             ("quarantined lines", len(report.errors)), ("truncated contexts", len(truncations)),
             ("attributions in output", len(store.written)), ("tokens forwarded", tokens),
             ("tokens/s", st.extra["throughput"]["tokens_per_s"]),
-            ("runner", a.runner),
+            ("runner", a.runner), ("backend", a.backend),
         ]
         return StageOutcome("attribute", code, rows, st.message, st.out)
 
@@ -210,4 +220,4 @@ def _ray_results(cfg: Config, todo: Sequence[InputRow],
     yield from ray_results(cfg, todo, st.extra)
 
 
-__all__ = ["OUTPUTS", "error_cell", "local_results", "run"]
+__all__ = ["OUTPUTS", "engine_info", "error_cell", "local_results", "run"]

@@ -123,6 +123,8 @@ def trie_hidden_rows(base: Any, seqs: Sequence[Sequence[int]], spans: Sequence[t
     """
     from transformers import DynamicCache
 
+    from scarlet_ray.models.kvcache import cache_kwargs
+
     root = build_tree(seqs)
     parts: list[dict[int, torch.Tensor]] = [{} for _ in seqs]
     counters = [0, 0]
@@ -136,8 +138,8 @@ def trie_hidden_rows(base: Any, seqs: Sequence[Sequence[int]], spans: Sequence[t
             e = min(b, s + max_edge_tokens)
             ids = torch.tensor([first[s:e]], device=device)
             pos = torch.arange(s, e, device=device)[None, :]
-            hidden = base(input_ids=ids, position_ids=pos, cache=cache,
-                          use_cache=True).last_hidden_state[0]
+            hidden = base(input_ids=ids, position_ids=pos, use_cache=True,
+                          **cache_kwargs(base, cache)).last_hidden_state[0]
             with lock:
                 counters[0] += e - s
                 counters[1] += 1

@@ -70,14 +70,14 @@ class ScoreActor:
         import torch
 
         from scarlet_ray.attribution.engine import AttributionEngine
-        from scarlet_ray.models.generator import load_generator
+        from scarlet_ray.models.generator import load_for_backend
 
         cfg = Config.model_validate_json(cfg_json)
         torch.set_num_threads(max(1, int(cfg.attribution.num_cpus_per_actor)))
         t0 = time.perf_counter()
-        gen = load_generator(cfg.models.generator, dtype=cfg.models.dtype,
-                             device=cfg.models.device,
-                             attn_implementation=cfg.models.attn_implementation)
+        # backend vllm: the actor holds a vLLM engine; on a GPU it sizes its own memory
+        # (models.vllm.gpu_memory_utilization of the GPU Ray gave this actor)
+        gen = load_for_backend(cfg.models, cfg.attribution.backend, cfg.attribution.target)
         self.engine = AttributionEngine(gen, cfg.attribution, cfg.labels,
                                         generator_name=cfg.models.generator)
         log.info("actor pid %d loaded %s in %.1fs", os.getpid(), cfg.models.generator,

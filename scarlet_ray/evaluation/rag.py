@@ -105,7 +105,13 @@ def generate_batch(gen: Any, prompts: Sequence[list[int]], max_new_tokens: int) 
 
 def generate_all(gen: Any, prompts: Sequence[list[int]], max_new_tokens: int,
                  batch_size: int) -> list[str]:
-    """Generate for many prompts, batching prompts of similar length together."""
+    """Generate for many prompts, batching prompts of similar length together (a vLLM
+    engine takes them all at once and schedules them itself)."""
+    if getattr(gen, "engine", None) is not None:
+        from scarlet_ray.models.vllm_engine import generate_ids
+
+        return [r["text"].strip() for r in generate_ids(gen, [list(p) for p in prompts],
+                                                        max_tokens=max_new_tokens)]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[str] = [""] * len(prompts)
     for s in range(0, len(order), batch_size):

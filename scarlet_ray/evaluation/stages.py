@@ -259,6 +259,7 @@ def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
     ``evaluation.query_instruction``, else each sample's task instruction); each task generates
     its own length (``max_new_tokens``, else ``evaluation.max_new_tokens``, overrides all).
     """
+    from scarlet_ray.attribution.stage import engine_info
     from scarlet_ray.evaluation.dense import model_fingerprint, search
     from scarlet_ray.evaluation.rag import (
         build_items,
@@ -271,7 +272,7 @@ def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
     )
     from scarlet_ray.formatting import passage_text
     from scarlet_ray.models.encoder import load_encoder
-    from scarlet_ray.models.generator import load_generator
+    from scarlet_ray.models.generator import load_for_backend
     from scarlet_ray.records import Passage, Sample, completed_ids, read_jsonl, write_jsonl
 
     ev = cfg.evaluation
@@ -331,9 +332,8 @@ def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
         window: Any = None
         if todo:
             t0 = time.perf_counter()
-            gen = load_generator(cfg.models.generator, dtype=cfg.models.dtype,
-                                 device=cfg.models.device,
-                                 attn_implementation=cfg.models.attn_implementation)
+            gen = load_for_backend(cfg.models, ev.rag_backend)
+            st.extra["engine"] = engine_info(gen)
             st.timings["load_generator_s"] = time.perf_counter() - t0
             items = build_items(todo, retrieved, conditions, extra, n_new)
             t0 = time.perf_counter()

@@ -36,10 +36,13 @@ class Generator:
     dtype: torch.dtype
     dtype_reason: str
     info: dict[str, Any] = field(default_factory=dict)
+    engine: Any = None  # a vllm.LLM where the backend is vllm (then ``model`` is None)
 
     @property
     def window(self) -> int | None:
         """Tokens the model takes (prompt plus generated); None where its config does not say."""
+        if self.engine is not None:
+            return self.info.get("window")
         return model_window(self.model)
 
     @property
@@ -182,6 +185,19 @@ def load_generator(ref: str, dtype: str = "auto", device: str = "auto",
     log.info("generator %s on %s in %s (%s)", ref, dev, torch_dtype, reason)
     return Generator(model=model, tokenizer=tok, name=ref, device=dev, dtype=torch_dtype,
                      dtype_reason=reason, info={"path": path})
+
+
+def load_for_backend(models: Any, backend: str = "hf", target: str = "logprob_sum") -> Generator:
+    """The generator for a stage's backend: transformers (``hf``) or a vLLM engine (``vllm``,
+    started once per process; ``target`` picks its log-prob mode)."""
+    if backend == "vllm":
+        from scarlet_ray.models.vllm_engine import load_vllm_generator, logprobs_mode
+
+        return load_vllm_generator(models, logprobs_mode(target))
+    if backend != "hf":
+        raise ValueError(f"unknown generator backend {backend!r}; known: hf, vllm")
+    return load_generator(models.generator, models.dtype, models.device,
+                          models.attn_implementation)
 
 
 @torch.no_grad()

@@ -2,7 +2,9 @@
 
 Append-only JSONL, one line per answered call, flushed and fsynced before the answer is used, so
 a crash (even ``kill -9``) loses at most calls still in flight. The key is a SHA-256 of the
-backend identity, the messages and the sampling parameters. Failed calls are never cached.
+backend identity, the messages and the sampling parameters, plus the JSON schema of a
+constrained call (only then, so keys of unconstrained calls are what they always were and a
+constrained call never reuses an unconstrained answer). Failed calls are never cached.
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ def cache_key(identity: dict[str, Any], messages: list[dict], params: dict[str, 
     blob = json.dumps({"llm": identity, "messages": messages, "params": params},
                       sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def call_params(temperature: float, max_tokens: int, seed: int,
+                schema: dict | None = None) -> dict[str, Any]:
+    """The sampling parameters of a call's cache key; ``schema`` only where one is given."""
+    params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
+    if schema is not None:
+        params["schema"] = schema
+    return params
 
 
 class ChatCache:
@@ -88,9 +99,9 @@ class CachedChat:
         self.usage = usage
 
     def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
-             seed: int = 0) -> ChatResult:
-        params = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed}
-        key = cache_key(self.llm.identity(), messages, params)
+             seed: int = 0, schema: dict | None = None) -> ChatResult:
+        key = cache_key(self.llm.identity(), messages,
+                        call_params(temperature, max_tokens, seed, schema))
         hit = self.cache.get(key)
         if hit is not None:
             r = ChatResult(text=hit["text"], prompt_tokens=hit.get("prompt_tokens", 0),
@@ -99,7 +110,8 @@ class CachedChat:
             self.usage.add(r)
             return r
         try:
-            r = self.llm.chat(messages, temperature=temperature, max_tokens=max_tokens, seed=seed)
+            r = self.llm.chat(messages, temperature=temperature, max_tokens=max_tokens, seed=seed,
+                              schema=schema)
         except LLMError as exc:
             self.usage.add_failure(exc.attempts)
             raise

@@ -7,9 +7,11 @@ key is read from the environment variable the config names and handed only to th
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -82,7 +84,13 @@ class Usage:
 
 
 class ChatLLM(ABC):
-    """``chat(messages, temperature, max_tokens, seed) -> ChatResult``; raises LLMError."""
+    """``chat(messages, temperature, max_tokens, seed, schema) -> ChatResult``; raises LLMError.
+
+    ``schema`` (a JSON schema, or None) asks the backend to constrain its answer to that schema:
+    OpenAI's ``response_format`` json_schema (strict), xgrammar on the local backend, vLLM's
+    structured outputs. The answer is still only text: callers parse and check it as strictly
+    as an unconstrained one (a grammar says nothing of truncation, emptiness or truth).
+    """
 
     backend: str
     model: str
@@ -91,7 +99,7 @@ class ChatLLM(ABC):
 
     @abstractmethod
     def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
-             seed: int = 0) -> ChatResult: ...
+             seed: int = 0, schema: dict | None = None) -> ChatResult: ...
 
     def identity(self) -> dict[str, Any]:
         """What makes two backends' answers interchangeable (part of the cache key)."""
@@ -100,6 +108,19 @@ class ChatLLM(ABC):
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         """The prompt's token ids; backends with a ``window`` must say, to fit prompts to it."""
         raise NotImplementedError(f"{type(self).__name__} does not tokenise prompts")
+
+
+def schema_name(schema: dict) -> str:
+    """The name OpenAI's json_schema wants (``^[a-zA-Z0-9_-]{1,64}$``): the schema's title."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", str(schema.get("title") or "response"))
+    return name[:64]
+
+
+def response_format(schema: dict) -> dict[str, Any]:
+    """OpenAI's structured outputs in strict mode (the schema must satisfy its subset: every
+    property required, ``additionalProperties: false``, no minLength/maxLength/pattern)."""
+    return {"type": "json_schema",
+            "json_schema": {"name": schema_name(schema), "schema": schema, "strict": True}}
 
 
 class OpenAIChat(ChatLLM):
@@ -144,12 +165,14 @@ class OpenAIChat(ChatLLM):
         return base * (0.5 + random.random() / 2)  # jitter so parallel workers spread out
 
     def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
-             seed: int = 0) -> ChatResult:
+             seed: int = 0, schema: dict | None = None) -> ChatResult:
         oa = self._openai
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages,
                                   "temperature": temperature, "max_tokens": max_tokens}
         if self.send_seed:
             kwargs["seed"] = seed
+        if schema is not None:
+            kwargs["response_format"] = response_format(schema)
         for attempt in range(self.max_retries + 1):
             retry_after: float | None = None
             try:
@@ -198,6 +221,28 @@ class LocalChat(ChatLLM):
         self.model = generator.name
         self.window = generator.window
         self._lock = threading.Lock()  # one generate at a time: the CPU is the bottleneck
+        self._xgr_compiler: Any = None  # built on the first schema (xgrammar's tokenizer scan)
+        self._grammars: dict[str, Any] = {}  # canonical schema JSON -> xgr.CompiledGrammar
+
+    def _grammar(self, schema: dict) -> Any:
+        """The schema compiled for this tokenizer, once per schema (call under ``_lock``).
+
+        Compact JSON (``any_whitespace=False``): a grammar that allows any whitespace lets a
+        small model spend its whole token budget on newlines before the first key."""
+        import xgrammar as xgr
+
+        key = json.dumps(schema, sort_keys=True, ensure_ascii=False)
+        compiled = self._grammars.get(key)
+        if compiled is None:
+            if self._xgr_compiler is None:
+                # the model's vocab_size, not len(tokenizer): logits may carry padding rows
+                vocab = getattr(self.gen.model.config, "vocab_size", None)
+                info = xgr.TokenizerInfo.from_huggingface(self.gen.tokenizer, vocab_size=vocab)
+                self._xgr_compiler = xgr.GrammarCompiler(info)
+            compiled = self._xgr_compiler.compile_json_schema(json.dumps(schema),
+                                                              any_whitespace=False)
+            self._grammars[key] = compiled
+        return compiled
 
     def _encode(self, messages: list[dict]) -> Any:
         # a final assistant message is a prefill: generation continues it (small models hit the
@@ -212,11 +257,15 @@ class LocalChat(ChatLLM):
         return self._encode(messages)["input_ids"][0].tolist()
 
     def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
-             seed: int = 0) -> ChatResult:
+             seed: int = 0, schema: dict | None = None) -> ChatResult:
         import torch
 
         tok, model = self.gen.tokenizer, self.gen.model
         prefix = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
+        if prefix and schema is not None:
+            # the grammar starts at the answer's first character; a prefill would put the
+            # matcher out of step with the text (callers drop the prefill when they pass one)
+            raise ValueError("a prefill (final assistant message) and a schema do not mix")
         enc = self._encode(messages)
         n_prompt = int(enc["input_ids"].shape[1])
         if self.window is not None and n_prompt + max_tokens > self.window:
@@ -233,6 +282,11 @@ class LocalChat(ChatLLM):
         else:
             gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         with self._lock, torch.no_grad():
+            if schema is not None:
+                from xgrammar.contrib.hf import LogitsProcessor
+
+                # a processor holds its matcher's state: one per generate call
+                gen_kwargs["logits_processor"] = [LogitsProcessor(self._grammar(schema))]
             torch.manual_seed(seed)
             out = model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
         new = out[0, ids.shape[1]:]
@@ -246,6 +300,10 @@ class LocalChat(ChatLLM):
 def build_llm(cfg: Any) -> ChatLLM:
     """The backend a job config asks for (``cfg`` is the whole Config)."""
     s = cfg.synthesis
+    if s.backend == "vllm":
+        from scarlet_ray.synthesis.vllm_chat import VLLMChat
+
+        return VLLMChat(cfg)
     if s.backend == "openai":
         return OpenAIChat(s.model, base_url=s.base_url, api_key_env=s.api_key_env,
                           timeout_s=s.timeout_s, max_retries=s.max_retries,

@@ -2,6 +2,9 @@
 
 The synthesizer must answer with one JSON object and nothing else; anything else is rejected with
 a reason instead of being repaired by guesswork, so a bad generation never becomes a bad sample.
+Backends are also handed the object's JSON schema (``sample_schema``, ``noise_schema``) to
+constrain decoding; the parsers stay exactly as strict, since a grammar guarantees neither a
+finished object (max_tokens cuts it) nor non-empty, correct or faithful fields.
 """
 
 from __future__ import annotations
@@ -30,6 +33,35 @@ class ParseError(ValueError):
     def __init__(self, reason: str, detail: str = ""):
         self.reason = reason
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+def _strict_object(title: str, properties: dict[str, dict]) -> dict:
+    """An object schema in the subset OpenAI's strict mode takes (and xgrammar/vLLM too): every
+    property required, nothing else allowed, no length or pattern keywords."""
+    return {"title": title, "type": "object", "properties": properties,
+            "required": list(properties), "additionalProperties": False}
+
+
+def sample_schema(task: Task) -> dict:
+    """The JSON schema of a synthesized sample: string ``input`` and ``output``; a task with
+    ``labels`` (FEVER-style) gets ``output`` as an enum of exactly those labels."""
+    output: dict = {"type": "string"}
+    if task.labels:
+        output["enum"] = list(task.labels)
+    return _strict_object("sample", {"input": {"type": "string"}, "output": output})
+
+
+def noise_schema() -> dict:
+    """The JSON schema of a noise passage: string ``title`` and ``text``."""
+    return _strict_object("noise_passage", {"title": {"type": "string"},
+                                            "text": {"type": "string"}})
+
+
+def check_schema() -> dict:
+    """The check's answer as a JSON object ``{"verdict": "[YES]" | "[NO]"}``: ``parse_check``
+    reads it as it reads the bare answer (the bracketed word is in the text)."""
+    return _strict_object("check_verdict", {"verdict": {"type": "string",
+                                                        "enum": ["[YES]", "[NO]"]}})
 
 
 def _task_rules(task: Task) -> str:

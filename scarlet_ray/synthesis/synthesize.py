@@ -40,10 +40,13 @@ from scarlet_ray.synthesis.prompts import (
     PROMPT_VERSION,
     ParseError,
     check_messages,
+    check_schema,
     noise_messages,
+    noise_schema,
     parse_check,
     parse_noise,
     parse_synthesis,
+    sample_schema,
     synthesis_messages,
 )
 from scarlet_ray.synthesis.tasks import Task, selected_tasks
@@ -80,7 +83,7 @@ class _Idle(ChatLLM):
         self.model = cfg.synthesis.model if self.backend == "openai" else cfg.models.generator
 
     def chat(self, messages: list[dict], *, temperature: float, max_tokens: int,
-             seed: int = 0) -> Any:
+             seed: int = 0, schema: dict | None = None) -> Any:
         raise AssertionError("no pair is pending")
 
 
@@ -112,7 +115,8 @@ def _noise_passage(llm: CachedChat, s: SynthesisConfig, passages: list[Passage],
     try:
         msgs = fit_messages(llm, lambda ps: noise_messages(ps, inp, out), passages[:3],
                             s.max_tokens, fits)
-        r = llm.chat(msgs, temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed)
+        r = llm.chat(msgs, temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed,
+                     schema=noise_schema() if s.structured_output else None)
         title, text = parse_noise(r.text)
     except (LLMError, ParseError) as exc:
         return None, f"noise:{exc.reason}"
@@ -127,8 +131,18 @@ def _noise_passage(llm: CachedChat, s: SynthesisConfig, passages: list[Passage],
 
 def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig,
                     synthesizer: dict[str, Any]) -> Outcome:
-    """One synthesis call, parse, rule checks, the LLM check and (optionally) a noise passage."""
+    """One synthesis call, parse, rule checks, the LLM check and (optionally) a noise passage.
+
+    With ``synthesis.structured_output`` the synthesis (and noise) call carries the sample's
+    JSON schema and no prefill (a prefill and a grammar do not mix); so does the [YES]/[NO] check
+    call (``check_schema``)."""
     pre = s.prefill and llm.llm.supports_prefill
+    schema = sample_schema(task) if s.structured_output else None
+    synth_pre = pre and schema is None
+    # the check's verdict is constrained too ({"verdict": "[YES]"|"[NO]"}): a small model's
+    # free answer ("No.") was the main loss once the samples parsed
+    check_sch = check_schema() if s.structured_output else None
+    check_pre = pre and check_sch is None
     sid = pair_id(ctx.id, task.name)
     base = {"id": sid, "context_id": ctx.id, "task": task.name}
     fits: list[PromptFit] = []
@@ -153,12 +167,13 @@ def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig
 
     try:
         msgs = fit_messages(llm, lambda ps: _with_prefill(synthesis_messages(task, ps),
-                                                          SYNTH_PREFILL, pre),
+                                                          SYNTH_PREFILL, synth_pre),
                             ctx.passages, s.max_tokens, fits)
     except PromptTooLong as exc:
         return too_long("synthesis", exc)
     try:
-        r = llm.chat(msgs, temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed)
+        r = llm.chat(msgs, temperature=s.temperature, max_tokens=s.max_tokens, seed=s.seed,
+                     schema=schema)
     except LLMError as exc:
         return failed("synthesis", exc)
     try:
@@ -173,12 +188,13 @@ def synthesize_pair(llm: CachedChat, ctx: Sample, task: Task, s: SynthesisConfig
         check_tokens = min(CHECK_MAX_TOKENS, s.max_tokens)
         try:
             msgs = fit_messages(llm, lambda ps: _with_prefill(check_messages(task, ps, inp, out),
-                                                              CHECK_PREFILL, pre),
+                                                              CHECK_PREFILL, check_pre),
                                 ctx.passages, check_tokens, fits)
         except PromptTooLong as exc:
             return too_long("check", exc)
         try:
-            c = llm.chat(msgs, temperature=0.0, max_tokens=check_tokens, seed=s.seed)
+            c = llm.chat(msgs, temperature=0.0, max_tokens=check_tokens, seed=s.seed,
+                         schema=check_sch)
         except LLMError as exc:
             return failed("check", exc)
         try:
@@ -302,8 +318,10 @@ def _run(cfg: Config, contexts: str | Path, st: StageRun, llm: ChatLLM | None,
     usage = Usage(*prices)
     cache = ChatCache(Path(s.cache_path) if s.cache_path else out / "llm_cache.jsonl")
     chat = CachedChat(llm, cache, usage)
+    # prefill: the check call's (and the synthesis call's unless structured_output drops it)
     synthesizer = {"backend": llm.backend, "model": llm.model, "temperature": s.temperature,
-                   "prefill": s.prefill and llm.supports_prefill}
+                   "prefill": s.prefill and llm.supports_prefill,
+                   "structured_output": s.structured_output}
     if llm.backend == "openai":
         synthesizer["base_url"] = _safe_url(s.base_url)
 
