@@ -21,17 +21,29 @@ import numpy as np
 from _common import RESULTS, write_json
 
 
-def clustered(n: int, dim: int, clusters: int, spread: float, seed: int) -> np.ndarray:
+def clustered(n: int, dim: int, clusters: int, spread: float, seed: int,
+              local_dim: int = 0) -> np.ndarray:
+    """Points around cluster centres. ``local_dim`` > 0: each cluster varies mostly along its
+    own random ``local_dim``-dimensional subspace (real embeddings have a low intrinsic
+    dimension, so neighbours are distinguishable), plus a little isotropic noise."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    bases = None
+    if local_dim:
+        bases = rng.standard_normal((clusters, local_dim, dim)).astype(np.float32) / np.sqrt(dim)
     out = np.empty((n, dim), dtype=np.float32)
-    step = 100_000
+    step = 50_000
     for s in range(0, n, step):  # bounded temporaries
         m = min(step, n - s)
         which = rng.integers(0, clusters, m)
-        x = centres[which] + spread * rng.standard_normal((m, dim)).astype(np.float32) \
-            / np.sqrt(dim)
+        if bases is None:
+            noise = rng.standard_normal((m, dim)).astype(np.float32) / np.sqrt(dim)
+        else:
+            z = rng.standard_normal((m, 1, local_dim)).astype(np.float32)
+            noise = (z @ bases[which])[:, 0] / np.sqrt(local_dim)
+            noise += 0.1 * rng.standard_normal((m, dim)).astype(np.float32) / np.sqrt(dim)
+        x = centres[which] + spread * noise
         out[s:s + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
@@ -42,6 +54,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--clusters", type=int, default=2000)
     ap.add_argument("--spread", type=float, default=1.0)
+    ap.add_argument("--local-dim", type=int, default=16)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--kinds", default="flat,ivf,ivfpq,hnsw")
@@ -53,7 +66,8 @@ def main() -> None:
     from scarlet_ray.context.ann import AnnSpec, build, index_bytes, recall_at_k, search
 
     t0 = time.perf_counter()
-    x = clustered(args.n + args.queries, args.dim, args.clusters, args.spread, seed=0)
+    x = clustered(args.n + args.queries, args.dim, args.clusters, args.spread, seed=0,
+                  local_dim=args.local_dim)
     q, x = x[: args.queries], x[args.queries:]
     gen_s = time.perf_counter() - t0
     exact = None
@@ -103,6 +117,7 @@ def main() -> None:
         rows.append(r)
         print(r, flush=True)
     out = {"n": len(x), "dim": args.dim, "clusters": args.clusters, "spread": args.spread,
+           "local_dim": args.local_dim,
            "queries": len(q), "k": args.k, "neighbour_cosines": calib, "generate_s": gen_s, "faiss": faiss.__version__,
            "threads": faiss.omp_get_max_threads(),
            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
