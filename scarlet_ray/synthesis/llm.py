@@ -244,6 +244,23 @@ class LocalChat(ChatLLM):
             self._grammars[key] = compiled
         return compiled
 
+    def _checked(self, messages: list[dict], max_tokens: int,
+                 schema: dict | None) -> tuple[str, Any]:
+        """(prefill text, encoded prompt) after the checks every local engine makes."""
+        prefix = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
+        if prefix and schema is not None:
+            # the grammar starts at the answer's first character; a prefill would put the
+            # matcher out of step with the text (callers drop the prefill when they pass one)
+            raise ValueError("a prefill (final assistant message) and a schema do not mix")
+        enc = self._encode(messages)
+        n_prompt = int(enc["input_ids"].shape[1])
+        if self.window is not None and n_prompt + max_tokens > self.window:
+            # callers fit passages first (prompt.fit_passages); this stops anything else from
+            # running a prompt past the window for minutes
+            raise LLMError("context_window", f"prompt {n_prompt} + {max_tokens} new tokens "
+                           f"exceed the model's window of {self.window}")
+        return prefix, enc
+
     def _encode(self, messages: list[dict]) -> Any:
         # a final assistant message is a prefill: generation continues it (small models hit the
         # required format far more often when its first characters are given)
@@ -261,18 +278,7 @@ class LocalChat(ChatLLM):
         import torch
 
         tok, model = self.gen.tokenizer, self.gen.model
-        prefix = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
-        if prefix and schema is not None:
-            # the grammar starts at the answer's first character; a prefill would put the
-            # matcher out of step with the text (callers drop the prefill when they pass one)
-            raise ValueError("a prefill (final assistant message) and a schema do not mix")
-        enc = self._encode(messages)
-        n_prompt = int(enc["input_ids"].shape[1])
-        if self.window is not None and n_prompt + max_tokens > self.window:
-            # callers fit passages first (prompt.fit_passages); this stops anything else from
-            # running a prompt past the window for minutes
-            raise LLMError("context_window", f"prompt {n_prompt} + {max_tokens} new tokens "
-                           f"exceed the model's window of {self.window}")
+        prefix, enc = self._checked(messages, max_tokens, schema)
         ids = enc["input_ids"].to(self.gen.device)
         mask = enc["attention_mask"].to(self.gen.device)
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_tokens,

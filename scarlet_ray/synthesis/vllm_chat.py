@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from scarlet_ray.synthesis.llm import ChatResult, LLMError, LocalChat
+from scarlet_ray.synthesis.llm import ChatResult, LocalChat
 
 
 class VLLMChat(LocalChat):
@@ -24,11 +24,8 @@ class VLLMChat(LocalChat):
              seed: int = 0, schema: dict | None = None) -> ChatResult:
         from scarlet_ray.models.vllm_engine import generate_ids
 
-        prefix = messages[-1]["content"] if messages[-1]["role"] == "assistant" else ""
-        ids = self.prompt_ids(messages)
-        if self.window is not None and len(ids) + max_tokens > self.window:
-            raise LLMError("context_window", f"prompt {len(ids)} + {max_tokens} new tokens "
-                           f"exceed the model's window of {self.window}")
+        prefix, enc = self._checked(messages, max_tokens, schema)
+        ids = enc["input_ids"][0].tolist()
         with self._lock:  # vllm.LLM is not thread-safe; synthesis calls from worker threads
             r = generate_ids(self.gen, [ids], max_tokens=max_tokens, temperature=temperature,
                              seed=seed, schema=schema)[0]
