@@ -17,10 +17,11 @@ WORKDIR /home/ray/scarlet-ray
 
 # 1. Dependencies, in a layer that survives source edits: resolve the project's requirements
 #    (and vLLM from the gpu extra, which pins torch) against an empty package in one pip run so
-#    torch is chosen once; boto3 is what the autoscaler on the head needs.
+#    torch is chosen once; boto3 is what the autoscaler on the head needs; faiss-cpu builds and
+#    searches the approximate index kinds (scarlet index build; GPU FAISS is not on PyPI).
 COPY --chown=ray:users pyproject.toml README.md* ./
 RUN mkdir -p scarlet_ray && touch scarlet_ray/__init__.py \
- && pip install . "vllm==0.32.0" boto3 \
+ && pip install ".[faiss]" "vllm==0.32.0" boto3 \
  && pip uninstall -y scarlet-ray && rm -rf scarlet_ray build *.egg-info
 
 # 2. flash-attn (gpu extra) builds against the installed torch, hence no build isolation; its

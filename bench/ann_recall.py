@@ -48,6 +48,21 @@ def clustered(n: int, dim: int, clusters: int, spread: float, seed: int,
     return out
 
 
+def rerank_fp16(q: np.ndarray, x16: np.ndarray, cand: np.ndarray, k: int) -> np.ndarray:
+    """Top-k of each query's candidates by exact scores over fp16 vectors (IndexFolder's rule:
+    float64 scores, ties to the lower row)."""
+    from scarlet_ray.context.index import pair_scores
+
+    out = np.full((len(q), k), -1, dtype=np.int64)
+    for i in range(len(q)):
+        rows = np.unique(cand[i][cand[i] >= 0])
+        vec = x16[rows].astype(np.float32)
+        sc = pair_scores(np.broadcast_to(q[i], vec.shape), vec)
+        top = rows[np.lexsort((rows, -sc))[:k]]
+        out[i, :len(top)] = top
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -84,11 +99,15 @@ def main() -> None:
             for p in (8, 32):
                 variants.append((f"ivfpq(48B) nprobe={p}", AnnSpec("ivfpq", nprobe=p, pq_m=48),
                                  {"nprobe": p}))
+            for r in (4, 8):  # what scarlet_ray.index does: k x r candidates re-ranked exactly
+                variants.append((f"ivfpq(48B) nprobe=32 rerank={r}",  # from the fp16 shards
+                                 AnnSpec("ivfpq", nprobe=32, pq_m=48), {"rerank": r}))
         elif kind == "hnsw":
             variants.append(("hnsw m=16 ef=64", AnnSpec("hnsw", m=16, ef_construction=40,
                                                         ef_search=64), {}))
     built: dict[str, tuple] = {}
-    for name, spec, _ in variants:
+    x16 = x.astype(np.float16)  # the index folder's shards
+    for name, spec, extra in variants:
         key = (spec.kind, spec.pq_m, spec.m)
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t = time.perf_counter()
@@ -101,7 +120,10 @@ def main() -> None:
             build_s = time.perf_counter() - t
             built[key] = (index, build_s)
         t = time.perf_counter()
-        scores, ids = search(index, q, args.k)
+        rerank = extra.get("rerank", 1)
+        scores, ids = search(index, q, args.k * rerank)
+        if rerank > 1:
+            ids = rerank_fp16(q, x16, ids, args.k)
         lat_ms = (time.perf_counter() - t) / len(q) * 1e3
         if spec.kind == "flat":
             exact = ids

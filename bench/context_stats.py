@@ -23,8 +23,8 @@ from scarlet_ray.config import ContextConfig
 from scarlet_ray.context.build import ContextBuilder, gold_matches, load_corpus
 from scarlet_ray.context.corpus_graph import CorpusGraph
 from scarlet_ray.context.entities import EntityExtractor
-from scarlet_ray.context.index import build_or_load, model_identity
 from scarlet_ray.datasets import convert
+from scarlet_ray.index.build import ensure
 from scarlet_ray.manifest import print_table
 from scarlet_ray.models.encoder import load_encoder
 from scarlet_ray.models.ner import load_ner
@@ -93,8 +93,7 @@ def main() -> int:
 
     t = time.perf_counter()
     encoder = load_encoder("all-minilm-l6-v2")
-    index = build_or_load(passages, encoder, model_identity("all-minilm-l6-v2"), args.index_dir,
-                          batch_size=64, progress=True)
+    index = ensure(args.index_dir, passages, encoder, "all-minilm-l6-v2", 100, batch_size=64)
     timings["index_s"] = time.perf_counter() - t
 
     result: dict = {

@@ -41,8 +41,23 @@ Adder = Callable[[argparse.ArgumentParser], None]
 def _args_context(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", required=True, help="seed samples JSONL")
     p.add_argument("--corpus", action="append", default=None,
-                   help="corpus file (JSONL of id,title,text, or a known format); repeatable")
+                   help="corpus file (JSONL of id,title,text, or a known format); repeatable; "
+                        "not needed with --index")
     p.add_argument("--output", required=True, help="output DIR (writes DIR/contexts.jsonl)")
+    _with_index(p)
+
+
+def _args_index_build(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", action="append", required=True,
+                   help="corpus file (JSONL of id,title,text, or FORMAT:PATH); repeatable")
+    p.add_argument("--output", required=True, help="INDEX_DIR (index.json, passages.sqlite, "
+                                                   "shards/, ann/)")
+
+
+def _with_index(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", default=None, metavar="INDEX_DIR",
+                   help="search this index folder (scarlet index build) instead of encoding "
+                        "the corpus; refused if built with another encoder or formatting")
 
 
 def _args_synthesize(p: argparse.ArgumentParser) -> None:
@@ -71,6 +86,7 @@ def _args_eval_retrieval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beir", required=True, help="BEIR-format directory")
     p.add_argument("--split", default="test")
     p.add_argument("--output", required=True)
+    _with_index(p)
 
 
 def _args_eval_attribution(p: argparse.ArgumentParser) -> None:
@@ -86,8 +102,9 @@ def _args_eval_attribution(p: argparse.ArgumentParser) -> None:
 def _args_eval_rag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="retriever: named default, HF id or folder")
     p.add_argument("--samples", required=True)
-    p.add_argument("--corpus", required=True)
+    p.add_argument("--corpus", default=None, help="corpus to retrieve from (or --index)")
     p.add_argument("--output", required=True)
+    _with_index(p)
 
 
 def _args_run(p: argparse.ArgumentParser) -> None:
@@ -113,11 +130,15 @@ def _args_models(p: argparse.ArgumentParser) -> None:
 
 
 def _args_plan(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--samples", type=int, required=True, help="number of samples to attribute")
+    p.add_argument("--samples", type=int, default=None, help="number of samples to attribute")
+    p.add_argument("--passages", type=int, default=None,
+                   help="corpus size: the cost of encoding it and the size of its index")
 
 
 COMMANDS: list[tuple[tuple[str, ...], str, str, Adder]] = [
     (("context",), "context", "stage 1: shared contexts from seeds", _args_context),
+    (("index", "build"), "index_build", "encode a corpus into an index folder (Ray Data)",
+     _args_index_build),
     (("synthesize",), "synthesize", "stage 2: task samples on each context", _args_synthesize),
     (("attribute",), "attribute", "stage 3: perturbation attribution", _args_attribute),
     (("label",), "label", "stage 4: utilities -> pos/neg training examples", _args_label),
@@ -135,7 +156,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str, Adder]] = [
 ]
 
 
-STAGE_MODULES = {"context", "synthesize", "attribute", "label", "train", "evaluate_retrieval", "run",
+STAGE_MODULES = {"context", "index_build", "synthesize", "attribute", "label", "train", "evaluate_retrieval", "run",
                  "evaluate_attribution", "evaluate_rag"}
 
 

@@ -166,11 +166,55 @@ class ContextConfig(_Section):
     entity_exclude: list[str] = Field(default_factory=lambda: ["ORDINAL", "CARDINAL"])
     cache_dir: str | None = None
     corpus_graph_ner: bool = True
-    index_dir: str | None = None
-    index_backend: Literal["exact", "faiss"] = "exact"
+    index_dir: str | None = None  # where the stage keeps the index it builds without --index
     encode_batch_size: int = Field(default=64, ge=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "index_backend" in v:
+            raise ValueError("index_backend: replaced by index.kind (flat, ivf, hnsw, ivfpq)")
+        return v
+
     _endpoint = field_validator("endpoint")(_url_setting)
+
+
+class IndexConfig(_Section):
+    """``scarlet index build``, and the index the context stage and evaluations build or reuse.
+
+    ``kind``: flat (exact; memory 2 x dim bytes per passage in fp16 shards), ivf (k-means cells,
+    ``nprobe`` searched), hnsw (graph; best recall per query time, most memory), ivfpq
+    (``pq_m`` bytes per passage; re-ranked exactly from the shards, ``rerank`` x k candidates).
+    """
+
+    path: str | None = None  # a built index folder that `scarlet run`'s context stage uses
+    kind: Literal["flat", "ivf", "hnsw", "ivfpq"] = "flat"
+    nlist: int | None = Field(default=None, ge=1)
+    nprobe: int = Field(default=16, ge=1)
+    m: int = Field(default=32, ge=2)
+    ef_construction: int = Field(default=64, ge=1)
+    ef_search: int = Field(default=64, ge=1)
+    pq_m: int = Field(default=32, ge=1)
+    train_size: int = Field(default=100_000, ge=1)
+    rerank: int = Field(default=4, ge=1)
+    shard_size: int = Field(default=8192, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    runner: Literal["local", "ray"] = "local"
+    num_actors: int = Field(default=2, ge=1)
+    num_cpus_per_actor: float = Field(default=1.0, ge=0)
+    num_gpus_per_actor: float = Field(default=0.0, ge=0)
+    max_actor_restarts: int = Field(default=2, ge=0)
+    max_task_retries: int = Field(default=2, ge=0)
+    seed: int = 0
+
+    _path = field_validator("path")(_url_setting)
+
+    def ann_spec(self) -> Any:
+        from scarlet_ray.context.ann import AnnSpec
+
+        return AnnSpec(kind=self.kind, nlist=self.nlist, nprobe=self.nprobe, m=self.m,
+                       ef_construction=self.ef_construction, ef_search=self.ef_search,
+                       pq_m=self.pq_m, train_size=self.train_size, seed=self.seed)
 
 
 class TaskSpec(_Section):
@@ -267,8 +311,14 @@ class AttributionConfig(_Section):
     num_gpus_per_actor: float = Field(default=0.0, ge=0)
     num_cpus_per_actor: float = Field(default=1.0, gt=0)
     ray_batch_size: int = Field(default=4, ge=1)
-    max_task_retries: int = Field(default=3, ge=0)
-    max_actor_restarts: int = Field(default=3, ge=0)
+    # -1 = unbounded (Ray's convention). A batch in flight on a preempted node is retried while
+    # Ray still calls the node "temporarily unavailable" (until its health checks fail, ~15 s
+    # with Ray's defaults); each retry fails at once, so any finite count can be spent before
+    # the actor is restarted elsewhere (3 were, in tests/test_rehearsal.py). Unbounded retries
+    # end when the actor is dead for good: max_actor_restarts bounds a batch that kills its
+    # process every time. Spot clusters: max_actor_restarts -1 too (each loss costs a restart).
+    max_task_retries: int = Field(default=-1, ge=-1)
+    max_actor_restarts: int = Field(default=3, ge=-1)
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
 
 
@@ -419,6 +469,11 @@ class PlanConfig(_Section):
     passages: int | None = Field(default=None, ge=1)
     generator_params: float | None = Field(default=None, gt=0)
     gpus: dict[str, GpuSpec] = Field(default_factory=dict)
+    # `scarlet plan --passages N`: the encoder and the index (all estimates)
+    encoder_params: float | None = Field(default=None, gt=0)
+    encoder_dim: int | None = Field(default=None, ge=1)
+    encoder_mfu: float = Field(default=0.30, gt=0, le=1)
+    store_bytes_per_passage: int = Field(default=750, ge=1)
 
 
 class Config(_Section):
@@ -429,6 +484,7 @@ class Config(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     context: ContextConfig = Field(default_factory=ContextConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     attribution: AttributionConfig = Field(default_factory=AttributionConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)

@@ -161,6 +161,19 @@ def dry_run(cfg: Config, output: str | Path) -> DryRun:
         if state.startswith("absent") or state.startswith("unreadable"):
             dr.problems.append(f"data.corpus.{i}: {path}: {state}")
         rows.append((fmt, path, state, _n(n)))
+    if cfg.index.path:  # the context stage searches this index instead of encoding the corpus
+        from scarlet_ray.index.folder import IndexFolder
+
+        try:
+            rec = IndexFolder.peek(cfg.index.path)
+            rows.append(("index", cfg.index.path, f"{rec['ann']['kind']}, encoder "
+                         f"{rec.get('encoder_ref')}", _n(rec["counts"]["passages"])))
+            if rec.get("encoder_ref") != cfg.models.retriever:
+                dr.problems.append(f"index.path: {cfg.index.path}: built with "
+                                   f"{rec.get('encoder_ref')!r}, models.retriever is "
+                                   f"{cfg.models.retriever!r}")
+        except ValueError as exc:
+            dr.problems.append(f"index.path: {exc}")
     dr.sections.append(("corpus (shared contexts are retrieved from it)",
                         ("format", "path", "file", "records"), rows))
 

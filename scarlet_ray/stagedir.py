@@ -48,6 +48,8 @@ from scarlet_ray.manifest import read_manifest, write_manifest
 # stay out: a larger value on the same folder extends the output, as a resume does.
 STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "context": ("context", "data.passage_words", "models.retriever", "models.ner"),
+    # + args: corpus; index.* (kind, nlist ...) is left out: a rerun rebuilds just the ANN part
+    "index": ("models.retriever", "data.passage_words"),
     "synthesize": ("synthesis", "models.generator", "models.dtype"),
     "attribute": ("attribution", "labels", "models.generator", "models.dtype"),
     "label": ("labels",),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -112,3 +113,35 @@ def test_plan_command_rejects_unknown_generator(capsys):
     rc = cli_main(["plan", "--samples", "10", "--set", "models.generator=acme/unknown-7b"])
     assert rc == 2
     assert "plan.generator_params" in capsys.readouterr().err
+
+
+def test_index_plan_at_kilt_scale_checked_by_hand(capsys, monkeypatch):
+    from scarlet_ray.context.ann import AnnSpec, build, index_bytes
+    from scarlet_ray.index.plan import ann_bytes, make_index_plan
+
+    cfg = load_config(LLAMA_JOB)
+    n = 21_015_324
+    p = make_index_plan(cfg, n)
+    assert (p.params, p.dim) == (109.5e6, 768)  # BGE-base
+    assert p.flops == pytest.approx(2 * 109.5e6 * n * 140)
+    assert p.shard_bytes == n * 768 * 2  # fp16
+    # ivfpq at the job's settings: 96 code bytes + an 8-byte id per passage, plus centroids
+    assert p.ann["ivfpq"] == n * (96 + 8) + 16384 * 768 * 4 + 256 * 768 * 4
+    h100 = next(r for r in p.rows if r.device.name == "H100")
+    assert h100.passages_per_s == pytest.approx(989e12 * 0.30 / (2 * 109.5e6 * 140))
+    assert h100.gpu_hours == pytest.approx(n / h100.passages_per_s / 3600)
+    # the size formulas against what FAISS really serialises (small n: centroids dominate less
+    # for flat kinds; ivfpq within 10% once the codes outweigh the codebooks)
+    x = np.random.default_rng(0).standard_normal((4000, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    for kind, spec in (("ivf", AnnSpec("ivf", nlist=16)), ("hnsw", AnnSpec("hnsw", m=16)),
+                       ("ivfpq", AnnSpec("ivfpq", nlist=16, pq_m=16, train_size=4000))):
+        real = index_bytes(build(x, spec))
+        assert ann_bytes(kind, 4000, 64, nlist=16, m=16, pq_m=16) == pytest.approx(real, rel=0.1)
+
+    monkeypatch.setenv("COLUMNS", "250")
+    assert cli_main(["plan", "--config", str(LLAMA_JOB), "--passages", str(n)]) == 0
+    out = capsys.readouterr().out
+    assert "32.3 GB" in out and "ivfpq (index.kind)" in out and "passages/s/GPU" in out
+    assert cli_main(["plan"]) == 2
+    assert "--passages" in capsys.readouterr().err

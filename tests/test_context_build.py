@@ -146,3 +146,29 @@ def test_corpus_inputs(inputs, tmp_path):
         load_corpus([f"hotpotqa:{d / 'corpus.jsonl'}"])
     assert cli(["context", "--seeds", str(tmp_path / "nope.jsonl"), "--corpus",
                 str(d / "corpus.jsonl"), "--output", str(tmp_path / "o")]) == 2
+
+
+def test_context_from_a_built_index_matches_the_stage_own_index(inputs, tmp_path, tiny_encoder,
+                                                                 capsys):
+    """`scarlet index build` once, then `scarlet context --index`: no corpus is read or
+    encoded, and the contexts are the ones the stage's own (exact) index gives."""
+    d, _ = inputs
+    own = tmp_path / "own"
+    assert _run(d, own) == 0
+    ix = tmp_path / "ix"
+    assert cli(["index", "build", "--corpus", str(d / "corpus.jsonl"), "--corpus",
+                f"flashrag-corpus:{d / 'flash.jsonl'}", "--output", str(ix)]) == 0
+    via = tmp_path / "via-index"
+    argv = ["context", "--seeds", str(d / "seeds.jsonl"), "--index", str(ix), "--output",
+            str(via), "--set", "context.corpus_graph_ner=false"]
+    assert cli(argv) == 0
+    assert (via / "contexts.jsonl").read_text() == (own / "contexts.jsonl").read_text()
+    assert not (via / "index").exists()  # nothing encoded: the passages came from the store
+    man = json.loads((via / "manifest.json").read_text())
+    assert man["counts"]["index"]["kind"] == "flat" and man["counts"]["index_reloaded"]
+    capsys.readouterr()
+    # an index built with another encoder than models.retriever: one line, exit 2
+    rc = cli([*argv[:-2], "--output", str(tmp_path / "other"),
+              "--set", f"models.retriever={tiny_encoder}"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and "built with another encoder" in err, err

@@ -1,4 +1,5 @@
-"""Dense index: exact chunked top-k (property test) and save / reload with the real retriever."""
+"""Exact chunked top-k (property test), and the context stage's own index with the real
+retriever: built once, reused, rebuilt when the corpus or the weights change."""
 
 from __future__ import annotations
 
@@ -10,13 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from scarlet_ray.context.index import (
-    DenseIndex,
-    build_or_load,
-    encode_texts,
-    exact_topk,
-    model_identity,
-)
+from scarlet_ray.context.index import encode_texts, exact_topk
 from scarlet_ray.formatting import passage_text
 from scarlet_ray.records import CorpusPassage
 
@@ -73,43 +68,47 @@ def passages(shared_data):
 
 
 @pytest.mark.slow
-def test_index_save_reload_and_rebuild(minilm, passages, tmp_path):
-    enc = CountingEncoder(minilm)
-    mid = model_identity("all-minilm-l6-v2")
-    d = tmp_path / "index"
-    first = build_or_load(passages, enc, mid, d, batch_size=8)
-    assert not first.loaded_from_disk and enc.encoded == len(passages)
-    assert sorted(p.name for p in d.iterdir()) == ["embeddings.npy", "ids.json", "meta.json"]
-    assert np.allclose(np.linalg.norm(first.embeddings, axis=1), 1.0, atol=1e-5)
+def test_own_index_reused_and_rebuilt(minilm, passages, tmp_path):
+    from scarlet_ray.index.build import ensure
 
-    again = build_or_load(passages, enc, mid, d, batch_size=8)
+    enc = CountingEncoder(minilm)
+    enc.state_dict = minilm.state_dict  # the fingerprint hashes the weights
+    enc.max_seq_length = minilm.max_seq_length
+    d = tmp_path / "index"
+    first = ensure(d, passages, enc, "all-minilm-l6-v2", None, batch_size=8, shard_size=5)
+    assert not first.loaded_from_disk and enc.encoded == len(passages)
+    assert sorted(p.name for p in (d / "shards").iterdir() if p.suffix == ".npy") == [
+        "emb-00000.npy", "emb-00001.npy", "emb-00002.npy"]
+    vecs = first.shards.take(range(len(passages)))
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=2e-3)  # fp16 of unit vectors
+
+    again = ensure(d, passages, enc, "all-minilm-l6-v2", None, batch_size=8, shard_size=5)
     assert again.loaded_from_disk and enc.encoded == len(passages)  # nothing re-encoded
-    assert np.array_equal(again.embeddings, first.embeddings)
 
     q = encode_texts(minilm, [passage_text(p.title, p.text) for p in passages[:3]])
     hits = again.search(q, 5)
     assert [h[0][0] for h in hits] == [0, 1, 2]  # a passage finds itself first
     assert all(h[0][1] > 0.99 and len(h) == 5 for h in hits)
     assert hits == first.search(q, 5)
+    # exact: the same ranking as a brute-force sort over the stored vectors
+    brute = np.argsort(-(q.astype(np.float64) @ vecs.T.astype(np.float64)), axis=1,
+                       kind="stable")[:, :5]
+    assert [[r for r, _ in h] for h in hits] == brute.tolist()
 
     changed = list(passages)
     changed[5] = CorpusPassage(id="h5", title=passages[5].title, text=passages[5].text + " More.")
-    rebuilt = build_or_load(changed, enc, mid, d, batch_size=8)
+    rebuilt = ensure(d, changed, enc, "all-minilm-l6-v2", None, batch_size=8, shard_size=5)
     assert not rebuilt.loaded_from_disk and enc.encoded == 2 * len(passages)
-    assert build_or_load(changed, enc, mid + "|other-weights", d).loaded_from_disk is False
+    # other weights: the fingerprint changes, the index is rebuilt
+    import torch
 
-    (d / "embeddings.npy").write_bytes(b"torn write")
-    assert DenseIndex.load(d, changed, rebuilt.fingerprint) is None  # corrupt: rebuild, no crash
-
-
-def test_faiss_backend_is_optional():
-    emb = np.eye(3, dtype=np.float32)
-    ps = [CorpusPassage(id=str(i), text=f"t{i}") for i in range(3)]
+    with torch.no_grad():
+        next(minilm.parameters()).add_(0.01)
     try:
-        import faiss  # noqa: F401
-    except ImportError:
-        with pytest.raises(ValueError, match="faiss-cpu"):
-            DenseIndex(ps, emb, "fp", backend="faiss")
-    else:
-        idx = DenseIndex(ps, emb, "fp", backend="faiss")
-        assert idx.search(emb[:1], 2)[0][0] == (0, 1.0)
+        other = ensure(d, changed, enc, "all-minilm-l6-v2", None, batch_size=8, shard_size=5)
+        assert not other.loaded_from_disk and enc.encoded == 3 * len(passages)
+    finally:
+        with torch.no_grad():
+            next(minilm.parameters()).sub_(0.01)
+    (d / "index.json").write_text("{torn")  # a torn record: rewritten from the shards
+    assert ensure(d, changed, enc, "x", None, batch_size=8).loaded_from_disk is False

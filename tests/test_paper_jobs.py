@@ -157,13 +157,23 @@ def test_dry_run_with_the_inputs_present_exits_zero(tmp_path, capsys, monkeypatc
     _stand_ins(data)
     text = (JOBS / "llama3-8b.yaml").read_text().replace("/home/ray/scarlet-data", str(data))
     job = tmp_path / "llama3-8b.yaml"
-    job.write_text(text)
+    job.write_text(text.replace("/mnt/shared/scarlet-ray/indexes", str(tmp_path / "indexes")))
     monkeypatch.setenv("OPENAI_API_KEY", "not-used-by-a-dry-run")
-    rc = main(["run", "--dry-run", "--config", str(job), "--output", str(tmp_path / "out")])
+    argv = ["run", "--dry-run", "--config", str(job), "--output", str(tmp_path / "out")]
+    assert main(argv) == 2  # the KILT index is not built yet: said before anything runs
+    assert "index.path:" in capsys.readouterr().out
+    # a stand-in of a built index: the dry run reads only its record
+    ix = tmp_path / "indexes" / "kilt-bge-base"
+    ix.mkdir(parents=True)
+    (ix / "index.json").write_text(json.dumps({
+        "status": "complete", "fingerprint": "f", "encoder_ref": "BAAI/bge-base-en-v1.5",
+        "ann": {"kind": "ivfpq"}, "counts": {"passages": 21_015_324}}))
+    rc = main(argv)
     out = capsys.readouterr().out
     assert rc == 0, out[out.find("problem"):]
     assert "no problems found" in out and "absent" not in out
     assert "fewer than count 1,000" in out  # a stand-in has 3 records: said, not an error
+    assert "21,015,324" in out
 
 
 def test_seeds_file_as_evaluation_set_is_refused_in_one_line(tmp_path, capsys, shared_data):

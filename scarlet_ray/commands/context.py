@@ -12,4 +12,4 @@ from scarlet_ray.context.stage import run
 
 def main(cfg: Config, args: argparse.Namespace) -> int:
     return run(cfg, args.seeds, args.corpus, args.output, stage_options(args),
-               progress=sys.stderr.isatty()).show()
+               progress=sys.stderr.isatty(), index=args.index).show()

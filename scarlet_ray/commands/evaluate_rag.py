@@ -11,4 +11,4 @@ from scarlet_ray.evaluation.stages import rag
 
 def main(cfg: Config, args: argparse.Namespace) -> int:
     return rag(cfg, args.model, args.samples, args.corpus, args.output,
-               stage_options(args)).show()
+               stage_options(args), index=args.index).show()

@@ -11,4 +11,4 @@ from scarlet_ray.evaluation.stages import retrieval
 
 def main(cfg: Config, args: argparse.Namespace) -> int:
     return retrieval(cfg, args.model, args.beir, args.split, args.output,
-                     stage_options(args)).show()
+                     stage_options(args), index=args.index).show()

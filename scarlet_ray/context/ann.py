@@ -9,7 +9,7 @@ Inner product on L2-normalised vectors (= cosine). The kinds, and what each trad
   recall per query time, but the largest memory (vectors + graph) and the slowest build.
 * ``ivfpq``: IVF over product-quantised codes (``pq_m`` bytes per vector at 8 bits): 20-50x less
   memory than flat; recall much lower unless the top candidates are re-ranked exactly from
-  the stored vectors (not built yet: the passage store with fp16 shards is the place).
+  the stored vectors (``scarlet_ray.index`` re-ranks its candidates from its fp16 shards).
 
 Training (ivf, ivfpq) uses a sample of the vectors (``train_size``), not all of them.
 """
@@ -59,35 +59,54 @@ def default_nlist(n: int) -> int:
     return max(1, min(n // 39, int(4 * np.sqrt(max(n, 1)))))  # faiss wants >= 39 per cell
 
 
+def create(dim: int, n: int, spec: AnnSpec) -> Any:
+    """An empty index of ``spec.kind`` for ``n`` vectors of ``dim`` (untrained for ivf/ivfpq)."""
+    faiss = _faiss()
+    ip = faiss.METRIC_INNER_PRODUCT
+    if spec.kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if spec.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, spec.m, ip)
+        index.hnsw.efConstruction = spec.ef_construction
+        index.hnsw.efSearch = spec.ef_search
+        return index
+    nlist = spec.nlist or default_nlist(n)
+    quant = faiss.IndexFlatIP(dim)
+    if spec.kind == "ivf":
+        index = faiss.IndexIVFFlat(quant, dim, nlist, ip)
+    else:
+        if dim % spec.pq_m:
+            raise ValueError(f"ivfpq: pq_m {spec.pq_m} must divide the dimension {dim}")
+        index = faiss.IndexIVFPQ(quant, dim, nlist, spec.pq_m, 8, ip)
+    index.nprobe = min(spec.nprobe, nlist)
+    return index
+
+
+def train_size(n: int, spec: AnnSpec) -> int:
+    """Vectors to train on: ``spec.train_size``, raised to 40 per IVF cell; at most ``n``."""
+    if spec.kind not in ("ivf", "ivfpq"):
+        return 0
+    nlist = spec.nlist or default_nlist(n)
+    return min(n, max(spec.train_size, 40 * nlist))
+
+
+def sample_rows(n: int, spec: AnnSpec) -> np.ndarray:
+    """The sorted rows an index of ``n`` vectors trains on (seeded: a rebuild trains alike)."""
+    size = train_size(n, spec)
+    if size >= n:
+        return np.arange(n if size else 0, dtype=np.int64)
+    return np.sort(np.random.default_rng(spec.seed).choice(n, size, replace=False))
+
+
 def build(vectors: np.ndarray, spec: AnnSpec) -> Any:
     """A FAISS index over ``vectors`` (n x dim float32, normalised), trained on a sample."""
-    faiss = _faiss()
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"vectors: expected a non-empty 2-D array, got shape {x.shape}")
     n, dim = x.shape
-    ip = faiss.METRIC_INNER_PRODUCT
-    if spec.kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif spec.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, spec.m, ip)
-        index.hnsw.efConstruction = spec.ef_construction
-        index.hnsw.efSearch = spec.ef_search
-    else:
-        nlist = spec.nlist or default_nlist(n)
-        quant = faiss.IndexFlatIP(dim)
-        if spec.kind == "ivf":
-            index = faiss.IndexIVFFlat(quant, dim, nlist, ip)
-        else:
-            if dim % spec.pq_m:
-                raise ValueError(f"ivfpq: pq_m {spec.pq_m} must divide the dimension {dim}")
-            index = faiss.IndexIVFPQ(quant, dim, nlist, spec.pq_m, 8, ip)
-        rng = np.random.default_rng(spec.seed)
-        size = max(spec.train_size, 40 * nlist)
-        sample = x if n <= size else x[np.sort(rng.choice(n, size, replace=False))]
-        index.train(sample)
-        index.nprobe = min(spec.nprobe, nlist)
-
+    index = create(dim, n, spec)
+    if spec.kind in ("ivf", "ivfpq"):
+        index.train(x[sample_rows(n, spec)])
     index.add(x)
     return index
 
@@ -151,5 +170,5 @@ def recall_at_k(exact_ids: np.ndarray, approx_ids: np.ndarray, k: int) -> float:
     return float(np.mean(hits)) / k
 
 
-__all__ = ["KINDS", "AnnSpec", "build", "default_nlist", "index_bytes", "load", "recall_at_k",
+__all__ = ["KINDS", "AnnSpec", "build", "create", "default_nlist", "sample_rows", "train_size", "index_bytes", "load", "recall_at_k",
            "save", "search"]

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from scarlet_ray.index.folder import IndexFolder
     from scarlet_ray.stagedir import StageRun
 
 from scarlet_ray.context.corpus_graph import normalize
 from scarlet_ray.context.entities import EntityExtractor
 from scarlet_ray.context.graph import KnowledgeGraph, KnowledgeGraphError
-from scarlet_ray.context.index import DenseIndex, encode_texts
+from scarlet_ray.context.index import encode_texts
 from scarlet_ray.records import (
     CorpusPassage,
     Passage,
@@ -131,7 +132,7 @@ def gold_matches(seed: Sample, context: Sequence[CorpusPassage], by_title: bool 
 class ContextBuilder:
     """Entities -> expansion -> retrieval -> merged shared context, a batch of seeds at a time."""
 
-    def __init__(self, index: DenseIndex, encoder: Any, extractor: EntityExtractor,
+    def __init__(self, index: IndexFolder, encoder: Any, extractor: EntityExtractor,
                  kg: KnowledgeGraph | None, passages_per_entity: int = 10,
                  context_size: int = 10, encode_batch_size: int = 64):
         self.index = index
@@ -204,12 +205,12 @@ class ContextBuilder:
                     if queries[qi] not in src:
                         src.append(queries[qi])
             top = sorted(best, key=lambda i: (-best[i], first[i]))[: self.context_size]
-            ctx = [self.index.passages[i] for i in top]
+            ctx = self.index.passages.rows(top)
             gold = gold_matches(seed, ctx) if seed.gold_passage_ids else []
             meta: dict[str, Any] = {
                 "entities": ents, "expanded": exp, "linked": linked,
-                "provenance": {self.index.passages[i].id: prov[i] for i in top},
-                "scores": {self.index.passages[i].id: round(best[i], 6) for i in top},
+                "provenance": {p.id: prov[i] for i, p in zip(top, ctx, strict=True)},
+                "scores": {p.id: round(best[i], 6) for i, p in zip(top, ctx, strict=True)},
                 "knowledge": self.kg.kind if (self.kg is not None and expand) else "none",
             }
             if seed.meta:
@@ -244,12 +245,18 @@ def _ekey(e: dict[str, Any]) -> tuple[Any, ...]:
 
 def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],
                       st: StageRun, progress: bool = True,
-                      batch_size: int = 32) -> dict[str, Any]:
-    """The whole stage with resume, inside ``st`` (its folder, errors and manifest)."""
+                      batch_size: int = 32, index_path: str | None = None) -> dict[str, Any]:
+    """The whole stage with resume, inside ``st`` (its folder, errors and manifest).
+
+    ``index_path``: a built index folder to search and read passages from (the corpus is not
+    loaded); without it the stage keeps its own exact index of the corpus in
+    ``context.index_dir`` (default ``DIR/index``), built by the same code and reused on reruns.
+    """
     from tqdm.auto import tqdm
 
-    from scarlet_ray.context.index import build_or_load, model_identity
     from scarlet_ray.context.knowledge import make_knowledge
+    from scarlet_ray.index.build import ensure
+    from scarlet_ray.index.folder import IndexFolder, encoder_settings
     from scarlet_ray.models.encoder import load_encoder
     from scarlet_ray.models.ner import load_ner
 
@@ -292,9 +299,18 @@ def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],
     kg = None
     if todo:
         t = time.perf_counter()
-        passages, corpus_errors = load_corpus(corpus_specs, cfg.data.passage_words)
-        record(corpus_errors)
-        counts.update(corpus_passages=len(passages), corpus_errors=len(corpus_errors))
+        index: Any = None
+        encoder: Any = None
+        if index_path:
+            encoder = load_encoder(cfg.models.retriever)
+            index = IndexFolder.open(index_path, encoder_settings(encoder, cfg.data.passage_words),
+                                     asked=f"models.retriever {cfg.models.retriever!r}")
+            passages: Sequence[Any] = index.passages
+            counts.update(corpus_passages=len(passages), corpus_errors=0)
+        else:
+            passages, corpus_errors = load_corpus(corpus_specs, cfg.data.passage_words)
+            record(corpus_errors)
+            counts.update(corpus_passages=len(passages), corpus_errors=len(corpus_errors))
         timings["load_corpus_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -305,11 +321,13 @@ def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],
         timings["knowledge_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        encoder = load_encoder(cfg.models.retriever)
-        index = build_or_load(passages, encoder, model_identity(cfg.models.retriever),
-                              ctx.index_dir or out / "index", ctx.encode_batch_size,
-                              ctx.index_backend, progress=progress)
+        if index is None:
+            encoder = load_encoder(cfg.models.retriever)
+            index = ensure(ctx.index_dir or out / "index", passages, encoder,
+                           cfg.models.retriever, cfg.data.passage_words,
+                           batch_size=ctx.encode_batch_size, progress=progress)
         counts["index_reloaded"] = index.loaded_from_disk
+        counts["index"] = index.summary()
         timings["index_s"] = time.perf_counter() - t
 
         builder = ContextBuilder(index, encoder, extractor, kg, ctx.passages_per_entity,
@@ -345,5 +363,6 @@ def run_context_stage(cfg: Any, seeds_spec: str, corpus_specs: Sequence[str],
         kg.close()
     st.models.update(retriever=cfg.models.retriever, ner=cfg.models.ner)
     st.counts.update(counts)
-    st.extra["inputs"] = {"seeds": seeds_spec, "corpus": list(corpus_specs)}
+    st.extra["inputs"] = {"seeds": seeds_spec, "corpus": list(corpus_specs),
+                          "index": index_path}
     return counts

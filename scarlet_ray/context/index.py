@@ -1,24 +1,19 @@
-"""Dense passage index for the shared-context stage: encode once, save, reload, exact top-k.
+"""Exact dense search and text encoding, the maths under every index (``scarlet_ray.index``).
 
-Embeddings are L2-normalised, so inner product is cosine similarity. Search is exact: query
-blocks times corpus chunks (bounded memory), keeping a running top-k per query. FAISS
-(``IndexFlatIP``) is an optional backend for large corpora and is imported only when asked for.
-The saved index carries a fingerprint of corpus and model: a matching directory is reloaded,
-a stale one rebuilt. Ray stays out of here; a Ray Data encoder can pass its embeddings in.
+Embeddings are L2-normalised, so inner product is cosine similarity. ``exact_topk`` is exact:
+query blocks times corpus chunks (bounded memory), keeping a running top-k per query, with
+candidates rescored in float64 so ties and rounding never depend on chunking. The index folders
+(passage store, fp16 shards, FAISS) live in ``scarlet_ray.index``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scarlet_ray.formatting import passage_text
 from scarlet_ray.records import CorpusPassage
 
 
@@ -30,22 +25,6 @@ def corpus_fingerprint(passages: Sequence[CorpusPassage], model_id: str) -> str:
             h.update(b"\x00")
             h.update(part.encode())
     return h.hexdigest()
-
-
-def model_identity(ref: str) -> str:
-    """A string that changes when the encoder's weights change: the ref plus, for a folder,
-    the names, sizes and mtimes of its weight files."""
-    from scarlet_ray.models.encoder import resolve_encoder_path
-
-    path = Path(resolve_encoder_path(ref))
-    if not path.is_dir():
-        return ref
-    parts = [ref]
-    for f in sorted(path.rglob("*")):
-        if f.is_file() and f.suffix in (".safetensors", ".bin", ".json"):
-            st = f.stat()
-            parts.append(f"{f.relative_to(path)}:{st.st_size}:{int(st.st_mtime)}")
-    return "|".join(parts)
 
 
 def encode_texts(encoder: Any, texts: Sequence[str], batch_size: int = 64,
@@ -138,117 +117,3 @@ def exact_topk(queries: np.ndarray, corpus: np.ndarray, k: int, chunk: int = 655
     first = np.searchsorted(pq, np.arange(nq))
     take = (first[:, None] + np.arange(k)[None, :]).reshape(-1)
     return (exact[take].astype(np.float32).reshape(nq, k), pi[take].reshape(nq, k))
-
-
-class DenseIndex:
-    """Passages, their normalised embeddings, and exact (or FAISS) inner-product search."""
-
-    def __init__(self, passages: Sequence[CorpusPassage], embeddings: np.ndarray,
-                 fingerprint: str, backend: str = "exact"):
-        if len(passages) != embeddings.shape[0]:
-            raise ValueError(f"{len(passages)} passages but {embeddings.shape[0]} embeddings")
-        self.passages = list(passages)
-        self.embeddings = embeddings
-        self.fingerprint = fingerprint
-        self.backend = backend
-        self.loaded_from_disk = False
-        self._faiss: Any = None
-        if backend == "faiss":
-            self._faiss = self._build_faiss(embeddings)
-        elif backend != "exact":
-            raise ValueError(f"unknown index backend {backend!r} (exact or faiss)")
-
-    @staticmethod
-    def _build_faiss(emb: np.ndarray) -> Any:
-        try:
-            import faiss
-        except ImportError:
-            raise ValueError("context.index_backend=faiss needs the faiss-cpu package "
-                             "(pip install faiss-cpu); the default backend is exact") from None
-        index = faiss.IndexFlatIP(emb.shape[1])
-        index.add(emb)
-        return index
-
-    def __len__(self) -> int:
-        return len(self.passages)
-
-    def search(self, query_emb: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-        """Top-k (passage index, score) per query embedding, best first."""
-        if self._faiss is not None:
-            scores, idx = self._faiss.search(np.ascontiguousarray(query_emb, np.float32),
-                                             min(k, len(self)))
-        else:
-            scores, idx = exact_topk(query_emb, self.embeddings, k)
-        return [[(int(i), float(s)) for i, s in zip(ri, rs, strict=True) if i >= 0]
-                for ri, rs in zip(idx, scores, strict=True)]
-
-    # ------------------------------------------------------------ persistence
-
-    def save(self, directory: str | Path) -> Path:
-        """embeddings.npy + ids.json + meta.json, each written atomically (meta last)."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / "embeddings.npy.tmp"
-        with open(tmp, "wb") as fh:
-            np.save(fh, self.embeddings)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, d / "embeddings.npy")
-        _atomic_text(d / "ids.json", json.dumps([p.id for p in self.passages]))
-        _atomic_text(d / "meta.json", json.dumps({
-            "fingerprint": self.fingerprint, "n": len(self.passages),
-            "dim": int(self.embeddings.shape[1]) if self.embeddings.ndim == 2 else 0}))
-        return d
-
-    @classmethod
-    def load(cls, directory: str | Path, passages: Sequence[CorpusPassage], fingerprint: str,
-             backend: str = "exact") -> DenseIndex | None:
-        """The saved index if it was built from these passages with this model, else None."""
-        d = Path(directory)
-        try:
-            meta = json.loads((d / "meta.json").read_text())
-            ids = json.loads((d / "ids.json").read_text())
-            if meta.get("fingerprint") != fingerprint or ids != [p.id for p in passages]:
-                return None
-            emb = np.load(d / "embeddings.npy")
-        except (OSError, ValueError):
-            return None
-        if emb.shape[0] != len(passages):
-            return None
-        idx = cls(passages, emb, fingerprint, backend)
-        idx.loaded_from_disk = True
-        return idx
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def build_or_load(passages: Sequence[CorpusPassage], encoder: Any, model_id: str,
-                  directory: str | Path | None = None, batch_size: int = 64,
-                  backend: str = "exact", progress: bool = False,
-                  embeddings: np.ndarray | None = None) -> DenseIndex:
-    """Reload the index in ``directory`` when corpus and model match; else encode and save.
-
-    ``embeddings`` lets a parallel encoder (e.g. Ray Data) supply the vectors it computed.
-    Encoding the corpus is the stage's longest silent step (minutes on a laptop), so it always
-    shows progress, whatever ``progress`` says (that only picks the other, shorter bars of the
-    stage); ``progress_bar`` keeps it to a line every 30 s off a terminal.
-    """
-    fp = corpus_fingerprint(passages, model_id)
-    if directory is not None:
-        found = DenseIndex.load(directory, passages, fp, backend)
-        if found is not None:
-            return found
-    if embeddings is None:
-        embeddings = encode_texts(encoder, [passage_text(p.title, p.text) for p in passages],
-                                  batch_size, progress=True, desc="encode corpus")
-    index = DenseIndex(passages, embeddings, fp, backend)
-    if directory is not None:
-        index.save(directory)
-    return index

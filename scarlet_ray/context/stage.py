@@ -26,10 +26,29 @@ def corpus_specs(cfg: Config, given: Sequence[str] | None) -> list[str]:
 
 
 def run(cfg: Config, seeds: str | Path, corpus: Sequence[str] | None, out: str | Path,
-        options: StageOptions | None = None, progress: bool = True) -> StageOutcome:
-    specs = corpus_specs(cfg, corpus)
-    with StageRun(Path(out), "context", cfg.dump(), OUTPUTS, options or StageOptions()) as st:
-        counts = run_context_stage(cfg, str(seeds), specs, st, progress=progress)
+        options: StageOptions | None = None, progress: bool = True,
+        index: str | None = None) -> StageOutcome:
+    """``index`` (else ``index.path``): a built index folder; the corpus is then not needed."""
+    index = index or cfg.index.path
+    args: dict[str, str] = {}
+    if index:
+        from scarlet_ray.index.folder import IndexFolder
+
+        # the index's identity joins the stage's fingerprint: contexts searched in another
+        # index are not mixed into this folder (the full check comes when the encoder loads)
+        args["index"] = IndexFolder.identity(IndexFolder.peek(index))
+        specs = list(corpus or [])
+        if specs:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "--corpus is not read with --index: passages come from %s", index)
+    else:
+        specs = corpus_specs(cfg, corpus)
+    with StageRun(Path(out), "context", cfg.dump(), OUTPUTS, options or StageOptions(),
+                  args=args) as st:
+        counts = run_context_stage(cfg, str(seeds), specs, st, progress=progress,
+                                   index_path=index)
         rows = [
             ("seeds read", counts["seeds"]),
             ("seed lines rejected", counts["seed_errors"]),

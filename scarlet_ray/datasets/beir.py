@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,12 @@ class BeirSet:
     queries_without_text: list[str] = field(default_factory=list)
 
 
-def read_beir(directory: str | Path, split: str = "test") -> BeirSet:
+def read_beir(directory: str | Path, split: str = "test",
+              known: Callable[[list[str]], set[str]] | None = None) -> BeirSet:
     """The whole BEIR set; queries are restricted to those with qrels in ``split``.
+
+    ``known`` (ids -> the ones that exist) replaces reading the corpus, for a search in an index
+    folder: the returned set's ``corpus`` is then empty.
 
     A corpus or query id given twice is an error naming both lines: keyed by id, the later
     one would silently replace the first (a duplicated query once moved nDCG@10 from 0.923 to
@@ -57,16 +62,18 @@ def read_beir(directory: str | Path, split: str = "test") -> BeirSet:
     out.
     """
     d = Path(directory)
-    conv = read_beir_corpus(str(d))
-    if conv.skipped:
-        raise conv.skipped[0]
-    corpus = {p.id: p for p in conv.records}  # type: ignore[attr-defined]
+    corpus: dict[str, CorpusPassage] = {}
+    if known is None:
+        conv = read_beir_corpus(str(d))
+        if conv.skipped:
+            raise conv.skipped[0]
+        corpus = {p.id: p for p in conv.records}  # type: ignore[attr-defined]
+    judged: list[tuple[str, str, str]] = []
     qrels_path = d / "qrels" / f"{split}.tsv"
     if not qrels_path.exists():
         raise RecordError(str(qrels_path), "(file)", f"no qrels for split {split!r}")
     qrels: dict[str, dict[str, int]] = {}
     qrel_line: dict[str, str] = {}  # query id -> its first qrels line
-    unknown_docs: list[str] = []
     with open(qrels_path, encoding="utf-8", newline="") as fh:
         for lineno, row in enumerate(csv.reader(fh, delimiter="\t"), start=1):
             if lineno == 1 and row and row[0] == "query-id":
@@ -81,8 +88,9 @@ def read_beir(directory: str | Path, split: str = "test") -> BeirSet:
             qid, did = row[0], row[1]
             qrels.setdefault(qid, {})[did] = score
             qrel_line.setdefault(qid, src)
-            if did not in corpus:
-                unknown_docs.append(f"{src}: {qid} {did}")
+            judged.append((src, qid, did))
+    have = known([did for _, _, did in judged]) if known is not None else corpus.keys()
+    unknown_docs = [f"{src}: {qid} {did}" for src, qid, did in judged if did not in have]
     queries: dict[str, str] = {}
     first_at: dict[str, str] = {}
     for src, obj in iter_records(d / "queries.jsonl", "queries"):

@@ -1,10 +1,10 @@
-"""Exact dense retrieval shared by the retrieval and RAG evaluations: encode, cache, top-k.
+"""Dense retrieval shared by the retrieval and RAG evaluations: the index, queries, top-k.
 
-Corpus embeddings are the expensive part, so they are written to a cache folder in shards keyed
-by a fingerprint of the model weights and the corpus text: a rerun (or a resumed crash) re-encodes
-only the shards that are missing, and a retrained model under the same path gets a new key.
-Search is an exact inner product over L2-normalised vectors (cosine), chunked over the corpus so
-memory stays bounded on large corpora.
+The corpus side is an index folder (``scarlet_ray.index``): one given with ``--index``, or the
+evaluation's own exact one, built by the same code in its cache folder, keyed by a fingerprint
+of the model weights and the corpus (a rerun or a resumed crash re-encodes only missing
+shards; a retrained model under the same path gets a new index). Query embeddings are cached
+here in shards keyed the same way (``encode_corpus``).
 """
 
 from __future__ import annotations
@@ -137,22 +137,40 @@ def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, *,
     return exact_topk(queries, corpus, k, chunk=chunk_size, query_chunk=query_chunk)
 
 
-def search(model: Any, query_texts: Sequence[str], doc_ids: Sequence[str],
-           doc_texts: Sequence[str], k: int, cache_dir: Path | None = None, *,
-           batch_size: int = 64, model_key: str | None = None
+def corpus_index(model: Any, passages: Sequence[Any] | None, cache_dir: Path | None, *,
+                 index_path: str | Path | None = None, model_ref: str = "",
+                 passage_words: int | None = None, batch_size: int = 64) -> Any:
+    """The index to search: ``index_path`` (refused in one line when built with another
+    encoder or passage form), else the evaluation's own exact index of ``passages`` in
+    ``cache_dir/index`` (reused while model and corpus are the same, resumed by shard)."""
+    from scarlet_ray.index.build import ensure
+    from scarlet_ray.index.folder import IndexFolder, encoder_settings
+
+    if index_path is not None:
+        return IndexFolder.open(index_path, encoder_settings(model, passage_words),
+                                asked=f"--model {model_ref!r}" if model_ref else "this model")
+    if cache_dir is None:
+        import tempfile
+
+        cache_dir = Path(tempfile.mkdtemp(prefix="scarlet-index-"))
+    return ensure(cache_dir / "index", list(passages or []), model, model_ref, passage_words,
+                  batch_size=batch_size)
+
+
+def search(model: Any, query_texts: Sequence[str], index: Any, k: int,
+           cache_dir: Path | None = None, *, batch_size: int = 64
            ) -> tuple[list[list[tuple[str, float]]], dict[str, Any]]:
-    """Top-k (doc id, score) per query, plus info (cache key, counts) for the manifest.
+    """Top-k (passage id, score) per query from ``index`` (``corpus_index``), plus info
+    (index fingerprint, passages encoded this time) for the manifest.
 
     ``query_texts`` are already in the retriever's form (``formatting.query_text``)."""
-    key = model_key or model_fingerprint(model)
-    corpus_emb, info = encode_corpus(model, doc_ids, doc_texts, cache_dir,
-                                     batch_size=batch_size, model_key=key)
+    key = index.record["vector_settings"]["encoder"]
     q_texts = list(query_texts)
     q_emb, _ = encode_corpus(model, [str(i) for i in range(len(q_texts))], q_texts, cache_dir,
                              batch_size=batch_size, model_key=key, kind="queries")
-    if len(doc_ids) == 0:
-        return [[] for _ in query_texts], info
-    scores, idx = top_k(q_emb, corpus_emb, k)
-    hits = [[(doc_ids[j], float(sc)) for j, sc in zip(row_i, row_s, strict=True)]
-            for row_i, row_s in zip(idx, scores, strict=True)]
-    return hits, info
+    encoded = 0 if index.loaded_from_disk else int(index.record["counts"].get("encoded_now", 0))
+    info = {"cache_key": index.fingerprint, "encoded": encoded, "cached": len(index) - encoded,
+            "index": index.summary()}
+    if len(index) == 0 or not q_texts:
+        return [[] for _ in q_texts], info
+    return index.search_ids(q_emb, k), info

@@ -98,26 +98,32 @@ def read_trec_run(path: str | Path) -> Run:
 
 def evaluate_dense(encoder: Any, beir: Any, *, k: int = 100, cache_dir: Path | None = None,
                    batch_size: int = 64, instruction: str = "",
-                   limit: int | None = None) -> dict[str, Any]:
+                   limit: int | None = None, index: Any = None, model_ref: str = "",
+                   passage_words: int | None = None) -> dict[str, Any]:
     """Search every judged query of ``beir`` (a datasets.beir.BeirSet) and score the run.
 
-    Returns {"metrics", "per_query", "hits", "info"}; ``hits`` is {qid: [(docid, score)...]}.
+    ``index``: an opened index folder to search; else the set's corpus is indexed (exactly) in
+    ``cache_dir``. Returns {"metrics", "per_query", "hits", "info"}; ``hits`` is
+    {qid: [(docid, score)...]}.
     """
-    from scarlet_ray.evaluation.dense import search
-    from scarlet_ray.formatting import passage_text, query_text
+    from scarlet_ray.evaluation.dense import corpus_index, search
+    from scarlet_ray.formatting import query_text
 
     qids = sorted(beir.queries)
     if limit is not None:
         qids = qids[:limit]
-    doc_ids = list(beir.corpus)
-    doc_texts = [passage_text(p.title, p.text) for p in beir.corpus.values()]
+    if index is None:
+        index = corpus_index(encoder, list(beir.corpus.values()), cache_dir,
+                             model_ref=model_ref, passage_words=passage_words,
+                             batch_size=batch_size)
     hits_list, info = search(encoder, [query_text(instruction, beir.queries[q]) for q in qids],
-                             doc_ids, doc_texts, max(k, 100), cache_dir, batch_size=batch_size)
+                             index, max(k, 100), cache_dir, batch_size=batch_size)
     hits = dict(zip(qids, hits_list, strict=True))
     run = {q: dict(h) for q, h in hits.items()}
     qrels = {q: beir.qrels[q] for q in qids}
     per_q = per_query_metrics(qrels, run)
     # qrels pointing nowhere (read_beir warned): said in the result, not only in a log line
-    info = {**info, "qrels_unknown_docs": len(getattr(beir, "unknown_docs", [])),
+    info = {**info, "n_docs": len(index),
+            "qrels_unknown_docs": len(getattr(beir, "unknown_docs", [])),
             "qrels_queries_without_text": len(getattr(beir, "queries_without_text", []))}
     return {"metrics": aggregate(per_q), "per_query": per_q, "hits": hits, "info": info}

@@ -33,10 +33,30 @@ def _write_json(path: Path, obj: Any, indent: int = 2) -> None:
 
 
 # ------------------------------------------------------------------ retrieval
+def _index_args(index: str | Path | None) -> dict[str, str]:
+    """Fingerprint args of a given index folder (its vectors, corpus and ANN settings)."""
+    if not index:
+        return {}
+    from scarlet_ray.index.folder import IndexFolder
+
+    return {"index": IndexFolder.identity(IndexFolder.peek(index))}
+
+
+def _check_index(opened: Any, encoder: Any, model: str, cfg: Config) -> Any:
+    from scarlet_ray.index.folder import encoder_settings
+
+    return opened.check(encoder_settings(encoder, cfg.data.passage_words),
+                        asked=f"--model {model!r}")
+
+
 def retrieval(cfg: Config, model: str, beir: str | Path, split: str, out: str | Path,
               options: StageOptions | None = None, *, instruction: str | None = None,
-              inputs: dict[str, Any] | None = None) -> StageOutcome:
+              inputs: dict[str, Any] | None = None,
+              index: str | Path | None = None) -> StageOutcome:
     """A retriever on a BEIR set -> metrics.json, per_query.json, run.trec.
+
+    ``index``: an index folder of the set's corpus built with this model (``scarlet index
+    build --corpus beir:DIR``); the corpus is then not read, only queries and qrels.
 
     Queries are ``instruction [SEP] query`` (formatting.query_text); ``instruction`` None means
     ``evaluation.query_instruction`` (a BEIR folder has no task of its own, so unset is none).
@@ -46,6 +66,7 @@ def retrieval(cfg: Config, model: str, beir: str | Path, split: str, out: str | 
     from scarlet_ray.datasets.beir import read_beir
     from scarlet_ray.evaluation.retrieval import evaluate_dense, write_trec_run
     from scarlet_ray.formatting import query_instruction
+    from scarlet_ray.index.folder import IndexFolder
     from scarlet_ray.models.encoder import load_encoder
 
     beir_dir = Path(beir)
@@ -57,27 +78,35 @@ def retrieval(cfg: Config, model: str, beir: str | Path, split: str, out: str | 
     with StageRun(Path(out), "evaluate_retrieval", cfg.dump(),
                   ("metrics.json", "per_query.json", "run.trec", "cache"),
                   options or StageOptions(), args={"model": model, "split": split,
-                                                   "instruction": instr, **(inputs or {})}) as st:
+                                                   "instruction": instr, **(inputs or {}),
+                                                   **_index_args(index)}) as st:
         st.models["retriever"] = model
         st.extra.update(beir=str(beir_dir), split=split)
         t0 = time.perf_counter()
-        data = read_beir(beir_dir, split)
+        opened = IndexFolder.open(index) if index else None
+        data = read_beir(beir_dir, split, known=opened.passages.has_ids if opened else None)
         st.timings["read_s"] = time.perf_counter() - t0
         if not data.queries:
             raise UsageError(f"{beir_dir}: no queries with qrels in split {split!r}")
         t0 = time.perf_counter()
         encoder = load_encoder(model, device=resolve_device(cfg.models.device))
+        if opened is not None:
+            _check_index(opened, encoder, model, cfg)
         st.timings["load_model_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         res = evaluate_dense(encoder, data, k=cfg.evaluation.top_k, cache_dir=st.path("cache"),
                              batch_size=cfg.context.encode_batch_size,
-                             instruction=instr, limit=cfg.evaluation.limit)
+                             instruction=instr, limit=cfg.evaluation.limit, index=opened,
+                             model_ref=model)
         st.timings["search_and_score_s"] = time.perf_counter() - t0
+        if opened is not None:
+            st.extra["index"] = opened.summary()
+        n_docs = res["info"]["n_docs"]
         tag = Path(model).name if os.sep in model else model
         n_lines = write_trec_run(st.path("run.trec"), res["hits"], tag=tag)
         metrics = {
             **{k: round(v, 6) for k, v in res["metrics"].items()},
-            "n_queries": len(res["per_query"]), "n_docs": len(data.corpus), "model": model,
+            "n_queries": len(res["per_query"]), "n_docs": n_docs, "model": model,
             "beir": str(beir_dir), "split": split, "top_k": max(cfg.evaluation.top_k, 100),
             "query_instruction": instr,
             # judged documents missing from the corpus stay judged, as BEIR's evaluation does
@@ -86,15 +115,16 @@ def retrieval(cfg: Config, model: str, beir: str | Path, split: str, out: str | 
         }
         _write_json(st.path("metrics.json"), metrics)
         _write_json(st.path("per_query.json"), res["per_query"], indent=1)
-        st.counts.update(queries=len(res["per_query"]), docs=len(data.corpus),
+        st.counts.update(queries=len(res["per_query"]), docs=n_docs,
                          run_lines=n_lines, docs_encoded=res["info"]["encoded"],
                          docs_from_cache=res["info"]["cached"],
                          qrels_unknown_docs=metrics["qrels_unknown_docs"],
                          qrels_queries_without_text=metrics["qrels_queries_without_text"])
         st.extra.update(cache_key=res["info"]["cache_key"], metrics=res["metrics"])
         rows = [(m, res["metrics"][m]) for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10")]
-        rows += [("queries", len(res["per_query"])), ("docs", len(data.corpus)),
+        rows += [("queries", len(res["per_query"])), ("docs", n_docs),
                  ("docs encoded (rest cached)", res["info"]["encoded"]), ("model", model),
+                 ("index", f"{res['info']['index']['kind']} {res['info']['index']['path']}"),
                  ("output", str(st.out))]
         return StageOutcome("evaluate_retrieval", 0, rows, "", st.out)
 
@@ -252,15 +282,17 @@ def _check_tasks(samples: list[Any], path: str, extra: dict[str, Any]) -> None:
 def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
         out: str | Path, options: StageOptions | None = None, *,
         query_instruction: str | None = None, max_new_tokens: int | None = None,
-        inputs: dict[str, Any] | None = None) -> StageOutcome:
+        inputs: dict[str, Any] | None = None,
+        index: str | Path | None = None) -> StageOutcome:
     """Retriever + generator on samples -> predictions.jsonl (resumable), metrics.json.
 
     Retrieval queries are ``instruction [SEP] input`` with ``query_instruction`` (else
     ``evaluation.query_instruction``, else each sample's task instruction); each task generates
     its own length (``max_new_tokens``, else ``evaluation.max_new_tokens``, overrides all).
+    ``index``: an index folder built with this model to retrieve from instead of ``corpus``.
     """
     from scarlet_ray.attribution.stage import engine_info
-    from scarlet_ray.evaluation.dense import model_fingerprint, search
+    from scarlet_ray.evaluation.dense import corpus_index, model_fingerprint, search
     from scarlet_ray.evaluation.rag import (
         build_items,
         load_corpus,
@@ -270,7 +302,6 @@ def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
         run_items,
         summarize,
     )
-    from scarlet_ray.formatting import passage_text
     from scarlet_ray.models.encoder import load_encoder
     from scarlet_ray.models.generator import load_for_backend
     from scarlet_ray.records import Passage, Sample, completed_ids, read_jsonl, write_jsonl
@@ -280,9 +311,11 @@ def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
     conditions = list(dict.fromkeys(ev.rag_conditions))
     configured = query_instruction if query_instruction is not None else ev.query_instruction
     n_new = max_new_tokens or ev.max_new_tokens
-    args = {"model": model, "corpus": str(corpus), "samples": str(samples_path),
+    if not corpus and not index:
+        raise UsageError("--corpus or --index: the passages to retrieve from")
+    args = {"model": model, "corpus": str(corpus) if corpus else "", "samples": str(samples_path),
             "conditions": conditions, "query_instruction": configured, "max_new_tokens": n_new,
-            **(inputs or {})}
+            **(inputs or {}), **_index_args(index)}
     with StageRun(Path(out), "evaluate_rag", cfg.dump(),
                   ("predictions.jsonl", "metrics.json", "cache"), options or StageOptions(),
                   args=args) as st:
@@ -313,15 +346,20 @@ def rag(cfg: Config, model: str, samples_path: str | Path, corpus: str | Path,
                 raise UsageError(f"{st.out}: predictions were made with other weights under "
                                  f"{model!r}; use a new --output or --restart")
             old_fp = fp
-            passages = load_corpus(str(corpus))
+            if index:
+                from scarlet_ray.index.folder import IndexFolder
+
+                opened = _check_index(IndexFolder.open(index), encoder, model, cfg)
+                st.extra["index"] = opened.summary()
+            else:
+                opened = corpus_index(encoder, load_corpus(str(corpus)), st.path("cache"),
+                                      model_ref=model, batch_size=cfg.context.encode_batch_size)
             st.timings["load_retriever_and_corpus_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             queries = retrieval_queries(todo, configured, extra)
-            hits, info = search(encoder, queries, [p.id for p in passages],
-                                [passage_text(p.title, p.text) for p in passages], ev.rag_top_k,
-                                st.path("cache"), batch_size=cfg.context.encode_batch_size,
-                                model_key=fp)
-            by_id = {p.id: p for p in passages}
+            hits, info = search(encoder, queries, opened, ev.rag_top_k, st.path("cache"),
+                                batch_size=cfg.context.encode_batch_size)
+            by_id = opened.passages.by_ids([d for h in hits for d, _ in h])
             for s, h in zip(todo, hits, strict=True):
                 retrieved[s.id] = [Passage(id=d, title=by_id[d].title, text=by_id[d].text)
                                    for d, _ in h]

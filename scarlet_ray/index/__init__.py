@@ -1,0 +1,1 @@
+"""Index folders: passage store, fp16 embedding shards, FAISS index; built once, shared."""
