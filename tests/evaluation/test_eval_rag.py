@@ -142,3 +142,31 @@ def test_rag_smollm2_on_hotpotqa(tmp_path, shared_data, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["conditions"]["gold"]["n"] == 3
     print(capsys.readouterr().out)
+
+
+def test_rag_from_a_built_index_retrieves_what_the_corpus_gives(tmp_path, tiny_llama,
+                                                                 tiny_encoder, capsys):
+    """`--index` instead of `--corpus`: the same passages reach the generator, nothing is
+    encoded in the evaluation's folder, and an index of another encoder is refused."""
+    own = tmp_path / "own"
+    assert cli(_argv(tmp_path, tiny_llama, tiny_encoder, own)) == 0
+    ix = tmp_path / "ix"
+    assert cli(["index", "build", "--corpus", str(tmp_path / "corpus.jsonl"), "--output", str(ix),
+                "--set", f"models.retriever={tiny_encoder}"]) == 0
+    argv = _argv(tmp_path, tiny_llama, tiny_encoder, tmp_path / "via")
+    i = argv.index("--corpus")
+    via_argv = [*argv[:i], *argv[i + 2:], "--index", str(ix)]
+    assert cli(via_argv) == 0
+
+    def retrieved(out):
+        return {r["id"]: r["passage_ids"]["retrieved"] for r in read_predictions(
+            out / "predictions.jsonl")}
+
+    assert retrieved(tmp_path / "via") == retrieved(own)
+    assert not (tmp_path / "via" / "cache" / "index").exists()
+    capsys.readouterr()
+    j = via_argv.index("--model")
+    other = [*via_argv[:j + 1], "all-minilm-l6-v2", *via_argv[j + 2:]]
+    other[other.index("--output") + 1] = str(tmp_path / "other")
+    assert cli(other) == 2
+    assert "built with another encoder" in capsys.readouterr().err.strip().splitlines()[-1]
