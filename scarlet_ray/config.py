@@ -203,8 +203,9 @@ class IndexConfig(_Section):
     num_actors: int = Field(default=2, ge=1)
     num_cpus_per_actor: float = Field(default=1.0, ge=0)
     num_gpus_per_actor: float = Field(default=0.0, ge=0)
-    max_actor_restarts: int = Field(default=2, ge=0)
-    max_task_retries: int = Field(default=2, ge=0)
+    # as attribution's: -1 retries a shard lost with its node until Ray restarts the actor
+    max_actor_restarts: int = Field(default=3, ge=-1)
+    max_task_retries: int = Field(default=-1, ge=-1)
     seed: int = 0
 
     _path = field_validator("path")(_url_setting)

@@ -16,6 +16,11 @@ class RunLayout:
     root: Path
 
     def __post_init__(self) -> None:
+        from scarlet_ray.stagedir import refuse_object_store
+
+        # `scarlet run` (and its --dry-run) build the layout before any stage opens a folder:
+        # refuse s3://... here too, before the run dir becomes a local folder named "s3:"
+        refuse_object_store(self.root)
         object.__setattr__(self, "root", Path(self.root))
 
     # inputs

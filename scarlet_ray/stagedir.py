@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import threading
@@ -206,6 +207,29 @@ class ErrorLog:
         return len(keep)
 
 
+# ------------------------------------------------------------------ where outputs may live
+# "s3://bucket/x", or "s3:/bucket/x" once Path() has folded the double slash; two letters at
+# least, so a Windows drive ("C:/") is not taken for a scheme.
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/")
+
+
+def refuse_object_store(out: str | os.PathLike[str]) -> None:
+    """Stage outputs are POSIX folders: local disk, or on a cluster a shared file system mounted
+    at the same path on every node (parts are committed by atomic rename and the folder is
+    locked with flock, which object stores do not offer). Object storage holds only Ray Train
+    checkpoints (``training.storage_path``). Refuse ``s3://...`` & co. before anything makes a
+    local folder named ``s3:``."""
+    s = str(out)
+    m = _URI_SCHEME.match(s)
+    if m is None or m.group(1).lower() == "file":
+        return
+    uri = s if "://" in s else s.replace(":/", "://", 1)
+    raise UsageError(f"{uri}: stage outputs must be a POSIX path, not object storage; use a "
+                     "shared file system mounted at the same path on every node (e.g. --output "
+                     "/mnt/shared/scarlet-ray/RUN, see docs/cluster.md); object storage is only "
+                     "for training.storage_path")
+
+
 # ------------------------------------------------------------------ options and the run
 @dataclass
 class StageOptions:
@@ -250,6 +274,7 @@ class StageRun:
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> StageRun:
         self._t0 = time.time()
+        refuse_object_store(self.out)
         self.out = Path(self.out)
         if self.out.exists() and not self.out.is_dir():
             raise UsageError(f"{self.out}: exists and is not a directory (--output takes a "
@@ -428,4 +453,4 @@ def shielded() -> Iterator[None]:
             raise Interrupted(pending[0])
 
 
-__all__ = ["ErrorLog", "StageOptions", "StageRun", "differing_keys", "fingerprint", "shielded", "stage_settings"]
+__all__ = ["ErrorLog", "StageOptions", "StageRun", "differing_keys", "fingerprint", "refuse_object_store", "shielded", "stage_settings"]

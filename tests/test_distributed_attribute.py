@@ -2,7 +2,7 @@
 
 One head node (``ray start --head --block``) serves the whole module: in-process drivers join it
 by address (so the code ships as a py_module, as from a laptop), the driver-kill test runs the
-CLI as a subprocess, and the job test goes through ``ray job submit`` with jobs/runtime_env.yaml.
+CLI as a subprocess. (`ray job submit` with jobs/runtime_env.yaml is rehearsed on an autoscaling cluster in tests/test_rehearsal.py.)
 The head is stopped by terminating its own ``--block`` process, never ``ray stop`` (which would
 stop every Ray cluster of this user on the machine).
 """
@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from scarlet_ray.attribution.stage import run as run_stage
 from scarlet_ray.config import load_config
@@ -290,40 +289,3 @@ def test_driver_sigkill_then_rerun_completes_only_missing(head, tiny_llama, samp
     assert m["counts"]["to_score"] == len(samples) - len(done_before)
     assert m["counts"]["attributed"] == len(samples) - len(done_before)
     assert sorted(_ids_once(out)) == sorted(s.id for s in samples)
-
-
-def test_ray_job_submit_with_runtime_env(head, tiny_llama, samples, tmp_path):
-    inp = tmp_path / "in.jsonl"
-    _write_input(inp, samples[:6], bad=False)
-    out = tmp_path / "out"
-    renv = yaml.safe_load((ROOT / "jobs" / "runtime_env.yaml").read_text())
-    renv.pop("working_dir", None)  # given on the command line, as documented
-    # this machine's settings, not the cluster image's (paths like /home/ray/.cache)
-    from scarlet_ray.models.registry import cache_root
-
-    env_here = _env()
-    renv.setdefault("env_vars", {}).update(
-        {k: v for k, v in env_here.items() if k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
-                                                     "RAY_AUTH_MODE")})
-    renv["env_vars"]["SCARLET_CACHE"] = str(cache_root())
-    renv["env_vars"]["HF_HOME"] = env_here.get(
-        "HF_HOME", str(Path.home() / ".cache" / "huggingface"))
-    renv_path = tmp_path / "runtime_env.yaml"
-    renv_path.write_text(yaml.safe_dump(renv))
-    sid = f"scarlet-test-{os.getpid()}-{int(time.time())}"
-    entry = _cli(tiny_llama, None, inp, out)
-    env = _env()
-    env.pop("PYTHONPATH", None)
-    env.pop("RAY_ADDRESS", None)
-    res = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", head["dashboard"], "--submission-id",
-         sid, "--working-dir", ".", "--runtime-env", str(renv_path), "--", *entry],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    status = JobSubmissionClient(head["dashboard"]).get_job_status(sid)
-    assert status == JobStatus.SUCCEEDED, res.stdout[-4000:] + res.stderr[-2000:]
-    assert res.returncode == 0
-    assert sorted(_ids_once(out)) == sorted(s.id for s in samples[:6])
-    m = read_manifest(out)
-    assert m["status"] == "complete" and m["cluster"]["started_here"] is False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -131,5 +132,8 @@ def test_failed_ids_come_from_the_stage_s_own_entries(tmp_path):
 
 
 def test_object_store_output_is_refused():
-    with pytest.raises(ValueError, match="local or mounted"):
+    from scarlet_ray.errors import UsageError
+
+    with pytest.raises(UsageError, match="not object storage"):
         local_output("s3://bucket/out")
+    assert local_output("file:///tmp/x") == Path("/tmp/x")

@@ -371,3 +371,25 @@ def test_data_convert_output_directory_or_nothing_valid_is_one_line(tmp_path, sh
                 str(tmp_path / "o.jsonl")]) == 2
     err = capsys.readouterr().err.strip()
     assert "all 2 records invalid" in err and not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["attribute", "--input", "in.jsonl", "--output", "s3://bucket/run/attribute"],
+    ["train", "--train", "train.jsonl", "--output", "gs://bucket/run/model"],
+    ["run", "--output", "s3://bucket/run"],
+    ["run", "--dry-run", "--output", "s3://bucket/run"],
+])
+def test_object_store_output_is_refused(argv, tmp_path, monkeypatch, capsys):
+    """Stage outputs live on a shared POSIX file system; an s3:// output is refused in one line
+    (exit 2) naming the fix, and no local folder named 's3:' appears."""
+    from scarlet_ray.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.jsonl").write_text("")
+    (tmp_path / "train.jsonl").write_text("")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "not object storage" in err[0] and "/mnt/shared" in err[0], err[0]
+    assert "training.storage_path" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "train.jsonl"]

@@ -24,7 +24,7 @@ from scarlet_ray.models.vllm_engine import engine_kwargs, unavailable_reason
 REASON = unavailable_reason()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(REASON is not None, reason=str(REASON))]
 
-N_SAMPLES = 4  # keeps the default test run well under 20 min on 2 cores
+N_SAMPLES = 3  # keeps the default test run under 20 min on 2 cores
 N_MASKS = 32
 
 

@@ -40,11 +40,12 @@ def _fsync_dir(d: Path) -> None:
 
 
 def local_output(directory: str | Path) -> Path:
-    """Stage outputs are POSIX paths (local or mounted shared storage), never object stores."""
+    """Stage outputs are POSIX paths (local or mounted shared storage), never object stores
+    (one rule, one message: ``stagedir.refuse_object_store``)."""
+    from scarlet_ray.stagedir import refuse_object_store
+
     s = str(directory)
-    if "://" in s and not s.startswith("file://"):
-        raise ValueError(f"{s}: output must be a local or mounted shared path (NFS, FUSE); "
-                         "object-store output is not supported")
+    refuse_object_store(s)
     return Path(s.removeprefix("file://"))
 
 

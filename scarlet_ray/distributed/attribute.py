@@ -18,9 +18,12 @@ paid n_masks times over (the measurement is in ``bench/ray_attribution.py`` and 
 Faults: an exception while scoring or fitting one sample is caught and becomes an error row
 with its reason (the other samples of the batch go on). A dead actor process is Ray's business:
 the actor is restarted (``max_actor_restarts``) and its in-flight batch retried
-(``max_task_retries``); rows only reach the output when the driver commits a finished block, so
-a retry can not leave partial or duplicate rows. If more than ``max_error_rate`` of the input
-fails, the run stops early (the rate can only grow) and returns 1 with a one-line reason.
+(``max_task_retries``, unbounded by default: after a lost node every retry fails at once until
+Ray's health checks declare the node dead, so a finite count can run out before the actor is
+restarted elsewhere; see docs/cluster.md); rows only reach the output when the driver commits a
+finished block, so a retry can not leave partial or duplicate rows. If more than
+``max_error_rate`` of the input fails, the run stops early (the rate can only grow) and returns
+1 with a one-line reason.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class ScoreActor:
                                         generator_name=cfg.models.generator)
         log.info("actor pid %d loaded %s in %.1fs", os.getpid(), cfg.models.generator,
                  time.perf_counter() - t0)
+        self.trace = _open_trace()
 
     def __call__(self, batch: dict[str, Any]) -> pa.Table:
         from scarlet_ray.records import Sample
@@ -89,6 +93,8 @@ class ScoreActor:
         rows: list[dict[str, Any]] = []
         for rid, src, js in zip(batch["id"], batch["source"], batch["sample"], strict=True):
             t0 = time.perf_counter()
+            if self.trace is not None:
+                self.trace.write(f"start\t{rid}\t{time.time():.3f}\n")
             row: dict[str, Any] = {"id": str(rid), "source": str(src), "scored": None,
                                    "error": None, "n_tokens": 0}
             try:
@@ -99,7 +105,30 @@ class ScoreActor:
                 row["error"] = error_cell("score", exc)
             row["score_s"] = time.perf_counter() - t0
             rows.append(row)
+            if self.trace is not None:
+                self.trace.write(f"done\t{rid}\t{time.time():.3f}\t{row['score_s']:.3f}\n")
         return pa.Table.from_pylist(rows, schema=SCORED_SCHEMA)
+
+
+# Diagnostics: with SCARLET_SCORE_TRACE=DIR (a folder every node sees) each actor appends
+# "start<TAB>id<TAB>unix time" before it scores a sample and "done<TAB>id<TAB>unix time<TAB>
+# score_s" after, to DIR/<node id>-<pid>.tsv. An id started more than once was computed more than
+# once (a batch in flight on a lost node, retried elsewhere; "start" without "done": cut short):
+# the output never holds it twice, the trace says what it cost.
+TRACE_ENV = "SCARLET_SCORE_TRACE"
+
+
+def _open_trace() -> Any:
+    import os
+
+    d = os.environ.get(TRACE_ENV)
+    if not d:
+        return None
+    node = ray.get_runtime_context().get_node_id()
+    os.makedirs(d, exist_ok=True)
+    # line-buffered: a SIGKILLed actor has written every line it finished
+    return open(os.path.join(d, f"{node}-{os.getpid()}.tsv"), "a", buffering=1,  # noqa: SIM115
+                encoding="utf-8")
 
 
 _FIT_ENGINES: dict[str, Any] = {}

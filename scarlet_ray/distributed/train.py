@@ -78,8 +78,15 @@ def run_name_for(cfg: Config) -> str:
 
 
 def run_training(cfg: Config, train_path: str | Path, output: str | Path, *,
-                 model: str | None = None, fault: dict[str, Any] | None = None) -> TrainResult:
-    """Train with ``cfg.training`` on Ray and export a sentence-transformers folder to ``output``."""
+                 model: str | None = None, fault: dict[str, Any] | None = None,
+                 hooks: list[Any] | None = None,
+                 extra_resources: dict[str, float] | None = None) -> TrainResult:
+    """Train with ``cfg.training`` on Ray and export a sentence-transformers folder to ``output``.
+
+    ``hooks``: step hooks (``training.hooks``) run on every worker; ``extra_resources``: more
+    resources per worker beside ``CPU`` (e.g. ``{"accelerator_type:L40S": 0.001}`` pins the
+    workers to a node type without asking for CUDA, as the cluster rehearsal does).
+    """
 
     tc = cfg.training
     out = Path(output).resolve()
@@ -88,13 +95,15 @@ def run_training(cfg: Config, train_path: str | Path, output: str | Path, *,
     name = run_name_for(cfg)
     info = connect(cfg.ray)
     try:
-        return _fit(cfg, train_path, out, storage, name, model, fault)
+        return _fit(cfg, train_path, out, storage, name, model, fault, hooks or [],
+                    extra_resources or {})
     finally:
         shutdown(info)  # only a cluster this call started; never a shared one
 
 
 def _fit(cfg: Config, train_path: str | Path, out: Path, storage: str, name: str,
-         model: str | None, fault: dict[str, Any] | None) -> TrainResult:
+         model: str | None, fault: dict[str, Any] | None, hooks: list[Any],
+         extra_resources: dict[str, float]) -> TrainResult:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -106,11 +115,14 @@ def _fit(cfg: Config, train_path: str | Path, out: Path, storage: str, name: str
     }
     if fault:
         loop_config["fault"] = fault
+    if hooks:
+        loop_config["hooks"] = hooks
     trainer = TorchTrainer(
         _worker,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
-                                     resources_per_worker={"CPU": tc.cpus_per_worker}),
+                                     resources_per_worker={"CPU": tc.cpus_per_worker,
+                                                           **extra_resources}),
         torch_config=TorchConfig(backend="nccl" if tc.use_gpu else "gloo"),
         run_config=RunConfig(
             name=name, storage_path=storage,

@@ -53,6 +53,33 @@ class KillOnceAt:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@dataclass(frozen=True)
+class PauseOnceAt:
+    """For node-loss rehearsals: rank ``rank`` stops before ``step`` until ``timeout_s`` passes,
+    once per run, so an outside fault (a node killed) lands mid-training at a known step.
+
+    ``marker`` is written when the pause starts (the test waits for it, then kills a node); a
+    restarted attempt finds it and does not pause again. The other ranks block in their next
+    collective meanwhile, as in a slow step. If nothing happens, training goes on after
+    ``timeout_s``.
+    """
+
+    step: int
+    marker: str
+    rank: int = 0
+    timeout_s: float = 120.0
+
+    def __call__(self, step: int, rank: int) -> None:
+        if step != int(self.step) or rank != int(self.rank):
+            return
+        marker = Path(self.marker)
+        if marker.exists():
+            return
+        marker.write_text(f"paused rank {rank} before step {step} pid {os.getpid()}\n")
+        log.warning("pause: rank %d before step %d for up to %.0f s", rank, step, self.timeout_s)
+        time.sleep(float(self.timeout_s))
+
+
 def hooks_from_config(config: dict[str, Any]) -> Sequence[StepHook]:
     """``config["hooks"]``, plus a :class:`KillOnceAt` for the ``fault`` dict that
     ``distributed.train.run_training(fault=...)`` passes (its keys are KillOnceAt's fields)."""
