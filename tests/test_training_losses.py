@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scarlet_ray.training.losses import contrastive_loss, infonce, pairwise_ce, similarity
@@ -104,3 +104,48 @@ def test_loss_falls_under_gradient_descent():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
+
+
+# ------------------------------------------------------------------ soft labels (issue 19)
+@settings(max_examples=40, deadline=None)
+@given(b=st.integers(1, 4), g=st.integers(2, 6), seed=st.integers(0, 10_000),
+       sim=st.sampled_from(["cos", "dot"]))
+def test_utility_kl_at_zero_label_temperature_is_cross_entropy_of_the_top_passage(b, g, seed,
+                                                                                   sim):
+    from scarlet_ray.training.losses import utility_kl
+
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, 8, generator=gen, dtype=torch.float64)
+    docs = torch.randn(b * g, 8, generator=gen, dtype=torch.float64)
+    u = torch.randn(b, g, generator=gen, dtype=torch.float64)
+    top = u.argmax(dim=1)
+    s = torch.einsum("bd,bgd->bg", F.normalize(q, dim=-1) if sim == "cos" else q,
+                     (F.normalize(docs, dim=-1) if sim == "cos" else docs).view(b, g, 8))
+    ce = F.cross_entropy(s / 0.1, top)
+    # a label temperature far below the utility gaps: the target is one-hot on the top passage
+    gap = (u.sort(dim=1).values[:, -1] - u.sort(dim=1).values[:, -2]).min().item()
+    assume(gap >= 1e-3)  # a near-tie has no single top passage
+    got = utility_kl(q, docs, u, temperature=0.1, label_temperature=gap / 200, sim=sim)
+    assert got.item() == pytest.approx(ce.item(), rel=1e-6, abs=1e-9)
+    # and a soft target is never worse than zero, zero only when the retriever matches it
+    soft = utility_kl(q, docs, u, temperature=0.1, label_temperature=1.0, sim=sim)
+    assert soft.item() >= -1e-12
+    match = utility_kl(q, docs, s / 0.1 * 1.0, temperature=0.1, label_temperature=1.0, sim=sim)
+    assert match.item() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_utility_kl_gradient_check_and_no_gradient_to_the_labels():
+    from scarlet_ray.training.losses import utility_kl
+
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    docs = torch.randn(12, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    u = torch.randn(3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    for sim in ("cos", "dot"):
+        assert torch.autograd.gradcheck(
+            lambda a, d, sim=sim: utility_kl(a, d, u, temperature=0.5, label_temperature=0.7,
+                                             sim=sim), (q, docs))
+    utility_kl(q, docs, u).backward()
+    assert u.grad is None  # utilities are targets, not parameters
+    with pytest.raises(ValueError, match="utilities"):
+        utility_kl(q, docs, u[:, :3])

@@ -10,6 +10,11 @@ embeddings in groups of ``G`` per query, the first of each group being the posit
 * ``infonce``: one positive against the query's own negatives and every other document in the
   batch (in-batch negatives). Passing ``extra_docs`` (other workers' documents, gathered) makes a
   distributed batch see the same candidates as one big batch.
+* ``utility_kl``: soft labels (issue 19, LLM-Embedder's distillation of LLM rewards): the KL
+  divergence from a softmax of the passages' utilities (at ``label_temperature``) to the
+  retriever's softmax over the same group. As ``label_temperature -> 0`` the target becomes the
+  top-utility passage alone and the loss the group cross-entropy of that passage against the
+  others (tested). Not wired into ``training.loss`` yet: the batcher does not carry utilities.
 """
 
 from __future__ import annotations
@@ -77,6 +82,34 @@ def infonce(q: torch.Tensor, docs: torch.Tensor, temperature: float = 0.05,
     scores = similarity(q, cands, sim) / temperature
     target = doc_offset + torch.arange(q.shape[0], device=q.device) * g
     return F.cross_entropy(scores, target, reduction=reduction)
+
+
+def utility_kl(q: torch.Tensor, docs: torch.Tensor, utilities: torch.Tensor,
+               temperature: float = 0.05, label_temperature: float = 1.0,
+               sim: Similarity = "cos", reduction: Literal["mean", "sum"] = "mean"
+               ) -> torch.Tensor:
+    """Mean over queries of ``KL(softmax(u / label_t) || softmax(s / t))`` within each group.
+
+    ``utilities`` is ``[B, G]``, aligned with the ``G`` passages of each query's group (any
+    order: no passage is special). Gradients flow to the embeddings only.
+    """
+    g = _check(q, docs)
+    b, dim = q.shape
+    if utilities.shape != (b, g):
+        raise ValueError(f"utilities: expected [{b}, {g}], got {tuple(utilities.shape)}")
+    if label_temperature <= 0 or temperature <= 0:
+        raise ValueError("temperatures must be > 0")
+    grouped = docs.view(b, g, dim)
+    if sim == "cos":
+        s = torch.einsum("bd,bgd->bg", F.normalize(q, dim=-1), F.normalize(grouped, dim=-1))
+    elif sim == "dot":
+        s = torch.einsum("bd,bgd->bg", q, grouped)
+    else:
+        raise ValueError(f"similarity: unknown kind {sim!r} (cos | dot)")
+    log_p = F.log_softmax(s / temperature, dim=1)
+    log_t = F.log_softmax(utilities.detach().to(s.dtype) / label_temperature, dim=1)
+    per_query = (log_t.exp() * (log_t - log_p)).sum(dim=1)
+    return per_query.mean() if reduction == "mean" else per_query.sum()
 
 
 def contrastive_loss(kind: str, q: torch.Tensor, docs: torch.Tensor, temperature: float,
