@@ -336,8 +336,10 @@ class LabelsConfig(_Section):
 class TrainingConfig(_Section):
     """Stage 5: contrastive bi-encoder training on Ray Train."""
 
-    loss: Literal["pairwise_ce", "infonce"] = "pairwise_ce"
+    # utility_kl: soft labels, KL to a softmax of each group's utilities (pos_scores/neg_scores)
+    loss: Literal["pairwise_ce", "infonce", "utility_kl"] = "pairwise_ce"
     temperature: float = Field(default=0.05, gt=0)
+    label_temperature: float = Field(default=1.0, gt=0)  # utility_kl: softmax of utilities
     similarity: Literal["cos", "dot"] = "cos"
     lr: float = Field(default=6e-5, gt=0)
     epochs: int = Field(default=1, ge=1)

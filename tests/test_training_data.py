@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scarlet_ray.config import load_config
 from scarlet_ray.records import RecordError
 from scarlet_ray.training.data import Batcher, load_examples
 
@@ -109,3 +111,57 @@ def test_warmup_steps_never_zero_for_deepspeed():
     assert warmup_steps(tc, 5) == 1
     assert warmup_steps(tc, 100) == 10
     assert warmup_steps(TrainingConfig(warmup_ratio=1.0), 10) == 9
+
+
+# ------------------------------------------------------------------ soft labels (utility_kl)
+def _with_scores(src: Path, dst: Path, drop_line: int | None = None) -> Path:
+    rows = [json.loads(x) for x in src.read_text().splitlines()]
+    for i, r in enumerate(rows):
+        if i == drop_line:
+            continue
+        r["pos_scores"] = [2.0 + 0.1 * k for k in range(len(r["pos"]))]
+        r["neg_scores"] = [-1.0 - 0.1 * k for k in range(len(r["neg"]))]
+    dst.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dst
+
+
+def test_batcher_carries_each_passage_utility_in_group_order(tmp_path):
+    from training_helpers import make_examples
+
+    path = _with_scores(make_examples(tmp_path / "t.jsonl", n=8), tmp_path / "s.jsonl")
+    exs = load_examples(path, require_scores=True)
+    b = Batcher(exs, global_batch=4, group_size=3, seed=1)
+    mb = b.micro_batches(0, 0)[0]
+    assert mb.scores is not None and len(mb.scores) == len(mb.docs) == 12
+    for d, sc in zip(mb.docs, mb.scores, strict=True):  # each text with its own utility
+        ex = next(e for e in exs if d in e.pos or d in e.neg)
+        want = ex.pos_scores[ex.pos.index(d)] if d in ex.pos else ex.neg_scores[ex.neg.index(d)]
+        assert sc == want
+    assert b.micro_batches(0, 0)[0].docs == mb.docs  # same texts as before scores existed
+    plain = Batcher(load_examples(make_examples(tmp_path / "p.jsonl", n=8)), global_batch=4,
+                    group_size=3, seed=1)
+    assert plain.micro_batches(0, 0)[0].scores is None
+
+
+def test_utility_kl_training_runs_and_missing_utilities_name_the_line(tmp_path, capsys):
+    from training_helpers import make_examples, make_tiny_encoder
+
+    from scarlet_ray.cli import main
+    from scarlet_ray.training.loop import train_loop
+
+    src = make_examples(tmp_path / "t.jsonl", n=16)
+    bad = _with_scores(src, tmp_path / "bad.jsonl", drop_line=2)
+    rc = main(["train", "--train", str(bad), "--output", str(tmp_path / "m"),
+               "--set", "training.loss=utility_kl"])
+    assert rc == 2
+    assert f"{bad}:3: pos_scores: 0 scores for 2 passages" in capsys.readouterr().err
+    cfg = load_config(None, ["training.loss=utility_kl", "training.batch_size=8",
+                             "training.lr=1e-3", "training.epochs=3", "training.backend=ddp",
+                             "training.label_temperature=0.5"])
+    r = train_loop({"training": cfg.training.model_dump(),
+                    "model": str(make_tiny_encoder(tmp_path / "enc")),
+                    "train": str(_with_scores(src, tmp_path / "ok.jsonl")),
+                    "checkpoint_dir": str(tmp_path / "ckpt")})
+    losses = [h["loss"] for h in r["history"]]
+    assert r["optimizer_steps"] == 6 and all(x >= 0 for x in losses)
+    assert losses[-1] < losses[0]  # the retriever moves toward the utilities' ranking

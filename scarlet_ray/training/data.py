@@ -18,8 +18,12 @@ from scarlet_ray.formatting import query_instruction, query_text
 from scarlet_ray.records import RecordError, TrainingExample, iter_jsonl_objects, validate_record
 
 
-def load_examples(path: str | Path, *, require_negatives: bool = True) -> list[TrainingExample]:
-    """Strictly read training JSONL; the first bad line raises ``file:line: field: reason``."""
+def load_examples(path: str | Path, *, require_negatives: bool = True,
+                  require_scores: bool = False) -> list[TrainingExample]:
+    """Strictly read training JSONL; the first bad line raises ``file:line: field: reason``.
+
+    ``require_scores`` (soft-label training): every passage needs its utility, i.e.
+    ``pos_scores``/``neg_scores`` as long as ``pos``/``neg``."""
     p = Path(path)  # a missing file raises RecordError "PATH: (file): No such file ..."
     out: list[TrainingExample] = []
     for lineno, obj in iter_jsonl_objects(p):
@@ -33,6 +37,12 @@ def load_examples(path: str | Path, *, require_negatives: bool = True) -> list[T
             raise RecordError(src, "query", "empty text")
         if require_negatives and not ex.neg:
             raise RecordError(src, "neg", "empty: an example needs at least one negative")
+        if require_scores:
+            for texts, field in ((ex.pos, "pos_scores"), (ex.neg, "neg_scores")):
+                if len(getattr(ex, field)) != len(texts):
+                    raise RecordError(src, field, f"{len(getattr(ex, field))} scores for "
+                                      f"{len(texts)} passages (training.loss=utility_kl needs "
+                                      "one utility per passage)")
         out.append(ex)
     if not out:
         raise ValueError(f"{p}: no training examples")
@@ -46,6 +56,7 @@ class MicroBatch:
     queries: list[str]
     docs: list[str]  # len(queries) * group_size; positive first in each group
     indices: list[int]  # example indices in the file, for logging and tests
+    scores: list[float] | None = None  # each doc's utility, where the examples carry them
 
 
 class Batcher:
@@ -96,15 +107,25 @@ class Batcher:
 
     def group(self, idx: int, epoch: int) -> list[str]:
         """One positive and ``group_size - 1`` negatives, sampled by (seed, epoch, example)."""
+        return self._pick(idx, epoch)[0]
+
+    def group_scores(self, idx: int, epoch: int) -> list[float] | None:
+        """The utilities of ``group``'s passages, in its order (None without scores)."""
+        return self._pick(idx, epoch)[1]
+
+    def _pick(self, idx: int, epoch: int) -> tuple[list[str], list[float] | None]:
         ex = self.examples[idx]
         rng = np.random.default_rng([self.seed, epoch, idx, 1])
-        pos = ex.pos[int(rng.integers(len(ex.pos)))]
+        p = int(rng.integers(len(ex.pos)))
         k = self.group_size - 1
         if len(ex.neg) >= k:
-            negs = [ex.neg[i] for i in rng.choice(len(ex.neg), size=k, replace=False)]
+            ni = [int(i) for i in rng.choice(len(ex.neg), size=k, replace=False)]
         else:  # too few negatives: repeat them (FlagEmbedding does the same)
-            negs = [ex.neg[i] for i in rng.choice(len(ex.neg), size=k, replace=True)]
-        return [pos, *negs]
+            ni = [int(i) for i in rng.choice(len(ex.neg), size=k, replace=True)]
+        texts = [ex.pos[p], *[ex.neg[i] for i in ni]]
+        if len(ex.pos_scores) != len(ex.pos) or len(ex.neg_scores) != len(ex.neg):
+            return texts, None
+        return texts, [ex.pos_scores[p], *[ex.neg_scores[i] for i in ni]]
 
     def global_indices(self, epoch: int, step: int) -> list[int]:
         """Example indices of optimizer step ``step`` (0-based, within the epoch)."""
@@ -120,6 +141,10 @@ class Batcher:
         for a in range(self.grad_accum):
             k = a * self.world_size + self.rank
             mine = idx[k * self.micro : (k + 1) * self.micro]
-            docs = [d for i in mine for d in self.group(i, epoch)]
-            out.append(MicroBatch([self.query_text(self.examples[i]) for i in mine], docs, mine))
+            picks = [self._pick(i, epoch) for i in mine]
+            docs = [d for texts, _ in picks for d in texts]
+            scores = None if any(sc is None for _, sc in picks) else \
+                [x for _, sc in picks for x in sc]  # type: ignore[union-attr]
+            out.append(MicroBatch([self.query_text(self.examples[i]) for i in mine], docs, mine,
+                                  scores))
         return out

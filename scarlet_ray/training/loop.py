@@ -105,7 +105,7 @@ def _train(config: dict[str, Any], session: Session, tc: TrainingConfig,
 
     model = load_encoder(str(config["model"]), device=str(device))
     model.max_seq_length = tc.max_seq_len
-    examples = load_examples(config["train"])
+    examples = load_examples(config["train"], require_scores=tc.loss == "utility_kl")
     batcher = Batcher(examples, global_batch=tc.batch_size, group_size=tc.group_size,
                       world_size=world, rank=rank, grad_accum=tc.grad_accum, seed=tc.seed,
                       query_instruction=tc.query_instruction)
@@ -153,6 +153,10 @@ def _train(config: dict[str, Any], session: Session, tc: TrainingConfig,
                 kw: dict[str, Any] = {}
                 if gather:
                     kw = {"extra_docs": gather_with_grad(docs), "doc_offset": rank * docs.shape[0]}
+                if tc.loss == "utility_kl":
+                    kw = {"utilities": torch.tensor(mb.scores, dtype=torch.float32,
+                                                    device=q.device).view(len(mb.queries), -1),
+                          "label_temperature": tc.label_temperature}
                 loss = contrastive_loss(tc.loss, q, docs, tc.temperature, tc.similarity, **kw)
                 eng.backward(loss)
             eng.step_micro()

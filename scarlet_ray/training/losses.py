@@ -14,7 +14,8 @@ embeddings in groups of ``G`` per query, the first of each group being the posit
   divergence from a softmax of the passages' utilities (at ``label_temperature``) to the
   retriever's softmax over the same group. As ``label_temperature -> 0`` the target becomes the
   top-utility passage alone and the loss the group cross-entropy of that passage against the
-  others (tested). Not wired into ``training.loss`` yet: the batcher does not carry utilities.
+  others (tested). ``training.loss: utility_kl`` trains on it, with the utilities the label
+  stage writes (``pos_scores``/``neg_scores``) and ``training.label_temperature``.
 """
 
 from __future__ import annotations
@@ -119,4 +120,7 @@ def contrastive_loss(kind: str, q: torch.Tensor, docs: torch.Tensor, temperature
         return pairwise_ce(q, docs, temperature, sim)
     if kind == "infonce":
         return infonce(q, docs, temperature, sim, **kw)  # type: ignore[arg-type]
-    raise ValueError(f"training.loss: unknown loss {kind!r} (pairwise_ce | infonce)")
+    if kind == "utility_kl":
+        return utility_kl(q, docs, kw["utilities"], temperature,  # type: ignore[arg-type]
+                          float(kw.get("label_temperature", 1.0)), sim)  # type: ignore[arg-type]
+    raise ValueError(f"training.loss: unknown loss {kind!r} (pairwise_ce | infonce | utility_kl)")

@@ -30,9 +30,10 @@ def run(cfg: Config, train_path: str | Path, out: str | Path,
             return StageOutcome("train", 0, [("status", "already complete (--restart to "
                                                         "retrain)"), ("model", str(st.out))],
                                 "", st.out)
-        examples = load_examples(train_path)
-        st.require_records(len(examples), str(train_path))
         tc = cfg.training
+        # checked here, before Ray starts: a line without its utilities names itself
+        examples = load_examples(train_path, require_scores=tc.loss == "utility_kl")
+        st.require_records(len(examples), str(train_path))
         per = tc.num_workers * tc.grad_accum
         if tc.batch_size % per:
             raise UsageError(f"training.batch_size: {tc.batch_size} is not divisible by "
