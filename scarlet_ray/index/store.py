@@ -65,15 +65,19 @@ class PassageStore:
             for i, t, x in batch:
                 yield CorpusPassage(id=i, title=t, text=x)
 
+    def _where_in(self, column: str, values: Sequence[object],
+                  cols: str = "row, id, title, text") -> Iterator[tuple]:
+        """``SELECT cols ... WHERE column IN values``, in chunks under SQLite's variable limit."""
+        for a in range(0, len(values), 500):
+            part = list(values[a:a + 500])
+            q = f"SELECT {cols} FROM passages WHERE {column} IN ({','.join('?' * len(part))})"
+            yield from self._con.execute(q, part)
+
     def rows(self, rows: Sequence[int]) -> list[CorpusPassage]:
         """Passages at ``rows``, in that order (a missing row raises IndexError)."""
-        found: dict[int, CorpusPassage] = {}
         uniq = sorted({int(r) for r in rows})
-        for a in range(0, len(uniq), 500):
-            part = uniq[a:a + 500]
-            q = f"SELECT row, id, title, text FROM passages WHERE row IN ({','.join('?' * len(part))})"
-            for r, i, t, x in self._con.execute(q, part):
-                found[r] = CorpusPassage(id=i, title=t, text=x)
+        found = {r: CorpusPassage(id=i, title=t, text=x)
+                 for r, i, t, x in self._where_in("row", uniq)}
         missing = [r for r in uniq if r not in found]
         if missing:
             raise IndexError(f"{self.path}: no row {missing[0]} (the store holds {self._n})")
@@ -81,14 +85,8 @@ class PassageStore:
 
     def by_ids(self, ids: Iterable[str]) -> dict[str, CorpusPassage]:
         """``{id: passage}`` for the ``ids`` the store holds."""
-        uniq = list(dict.fromkeys(ids))
-        out: dict[str, CorpusPassage] = {}
-        for a in range(0, len(uniq), 500):
-            part = uniq[a:a + 500]
-            q = f"SELECT id, title, text FROM passages WHERE id IN ({','.join('?' * len(part))})"
-            for i, t, x in self._con.execute(q, part):
-                out[i] = CorpusPassage(id=i, title=t, text=x)
-        return out
+        return {i: CorpusPassage(id=i, title=t, text=x)
+                for _, i, t, x in self._where_in("id", list(dict.fromkeys(ids)))}
 
     def ids(self, rows: Sequence[int]) -> list[str]:
         return [p.id for p in self.rows(rows)]
@@ -100,13 +98,7 @@ class PassageStore:
 
     def has_ids(self, ids: Iterable[str]) -> set[str]:
         """The subset of ``ids`` that the store holds."""
-        ids = list(dict.fromkeys(ids))
-        out: set[str] = set()
-        for a in range(0, len(ids), 500):
-            part = ids[a:a + 500]
-            q = f"SELECT id FROM passages WHERE id IN ({','.join('?' * len(part))})"
-            out.update(r[0] for r in self._con.execute(q, part))
-        return out
+        return {r[0] for r in self._where_in("id", list(dict.fromkeys(ids)), cols="id")}
 
     def meta(self) -> dict[str, str]:
         return dict(self._con.execute("SELECT key, value FROM meta").fetchall())

@@ -51,19 +51,23 @@ def _check(q: torch.Tensor, docs: torch.Tensor) -> int:
     return g
 
 
-def pairwise_ce(q: torch.Tensor, docs: torch.Tensor, temperature: float = 0.05,
-                sim: Similarity = "cos", reduction: Literal["mean", "sum"] = "mean"
-                ) -> torch.Tensor:
-    """Mean over (q, p+, p-) triples of the two-way cross-entropy (the paper's loss)."""
+def _group_scores(q: torch.Tensor, docs: torch.Tensor, sim: Similarity) -> torch.Tensor:
+    """``[B, G]`` scores of each query against its own group of ``G`` passages."""
     g = _check(q, docs)
     b, dim = q.shape
     grouped = docs.view(b, g, dim)
     if sim == "cos":
-        s = torch.einsum("bd,bgd->bg", F.normalize(q, dim=-1), F.normalize(grouped, dim=-1))
-    elif sim == "dot":
-        s = torch.einsum("bd,bgd->bg", q, grouped)
-    else:
-        raise ValueError(f"similarity: unknown kind {sim!r} (cos | dot)")
+        return torch.einsum("bd,bgd->bg", F.normalize(q, dim=-1), F.normalize(grouped, dim=-1))
+    if sim == "dot":
+        return torch.einsum("bd,bgd->bg", q, grouped)
+    raise ValueError(f"similarity: unknown kind {sim!r} (cos | dot)")
+
+
+def pairwise_ce(q: torch.Tensor, docs: torch.Tensor, temperature: float = 0.05,
+                sim: Similarity = "cos", reduction: Literal["mean", "sum"] = "mean"
+                ) -> torch.Tensor:
+    """Mean over (q, p+, p-) triples of the two-way cross-entropy (the paper's loss)."""
+    s = _group_scores(q, docs, sim)
     margins = (s[:, 1:] - s[:, :1]) / temperature  # [B, G-1]
     per_query = F.softplus(margins).mean(dim=1)
     return per_query.mean() if reduction == "mean" else per_query.sum()
@@ -94,19 +98,11 @@ def utility_kl(q: torch.Tensor, docs: torch.Tensor, utilities: torch.Tensor,
     ``utilities`` is ``[B, G]``, aligned with the ``G`` passages of each query's group (any
     order: no passage is special). Gradients flow to the embeddings only.
     """
-    g = _check(q, docs)
-    b, dim = q.shape
-    if utilities.shape != (b, g):
-        raise ValueError(f"utilities: expected [{b}, {g}], got {tuple(utilities.shape)}")
+    s = _group_scores(q, docs, sim)
+    if utilities.shape != s.shape:
+        raise ValueError(f"utilities: expected {list(s.shape)}, got {tuple(utilities.shape)}")
     if label_temperature <= 0 or temperature <= 0:
         raise ValueError("temperatures must be > 0")
-    grouped = docs.view(b, g, dim)
-    if sim == "cos":
-        s = torch.einsum("bd,bgd->bg", F.normalize(q, dim=-1), F.normalize(grouped, dim=-1))
-    elif sim == "dot":
-        s = torch.einsum("bd,bgd->bg", q, grouped)
-    else:
-        raise ValueError(f"similarity: unknown kind {sim!r} (cos | dot)")
     log_p = F.log_softmax(s / temperature, dim=1)
     log_t = F.log_softmax(utilities.detach().to(s.dtype) / label_temperature, dim=1)
     per_query = (log_t.exp() * (log_t - log_p)).sum(dim=1)
