@@ -209,9 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         print(f"scarlet {label}: not built yet", file=sys.stderr)
         return 2
-    from scarlet_ray.redact import install_log_redaction
+    from scarlet_ray.redact import install_log_redaction, register_url_secrets
 
     install_log_redaction()
+    for value in vars(args).values():  # a path argument may be a URL with user:key@ in it
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and "://" in v:
+                register_url_secrets(v)
     try:
         cfg = load_config(args.config, args.overrides)
         return int(handler(cfg, args) or 0)

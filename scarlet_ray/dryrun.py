@@ -29,15 +29,16 @@ class DryRun:
 
     def show(self) -> None:
         from scarlet_ray.manifest import print_table
+        from scarlet_ray.redact import redact
 
         for title, headers, rows in self.sections:
-            print_table(title, rows, headers=headers)
+            print_table(title, rows, headers=headers)  # cells are redacted there
         for w in self.warnings:
-            print(f"warning: {w}")
+            print(redact(f"warning: {w}"))
         if self.problems:
             print(f"{len(self.problems)} problem(s):")
             for p in self.problems:
-                print(f"  - {p}")
+                print(redact(f"  - {p}"))
         else:
             print("no problems found: the job can be submitted")
 

@@ -77,4 +77,6 @@ def _fmt(x: Any) -> str:
         return f"{x:,.4g}" if abs(x) < 1e5 else f"{x:,.0f}"
     if isinstance(x, int):
         return f"{x:,}"
-    return str(x)
+    from scarlet_ray.redact import redact
+
+    return redact(str(x))  # a cell may hold a configured URL (user:key@, ?api-key=)

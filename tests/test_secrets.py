@@ -398,3 +398,22 @@ def test_registered_env_value_is_read_at_redaction_time(monkeypatch: pytest.Monk
     assert redact("value later-set-123") == f"value {MASK}"
     monkeypatch.setenv("SCARLET_LATE_VAR", "short")  # below the minimum: not masked
     assert redact("value short") == "value short"
+
+
+def test_index_path_credentials_leave_no_trace_in_dry_run_or_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A key inside the index URL: the dry run's problem list and tables, and the one-line
+    error of a command given it as --index, never print it."""
+    from scarlet_ray.cli import main
+
+    secret = "Zq8pW3xR7vLm2Nc5Tt9Ke4Yh"
+    url = f"https://user:{secret}@indexes.example/kilt"
+    assert main(["run", "--dry-run", "--set", f"index.path={url}", "--output",
+                 str(tmp_path / "run")]) == 2
+    out = capsys.readouterr()
+    assert "index.path:" in out.out and secret not in out.out + out.err
+    assert main(["evaluate", "retrieval", "--model", "all-minilm-l6-v2", "--beir",
+                 str(tmp_path), "--index", url.replace(secret, secret[::-1]),
+                 "--output", str(tmp_path / "o")]) == 2
+    out = capsys.readouterr()
+    assert secret[::-1] not in out.out + out.err and "not an index folder" in out.err
