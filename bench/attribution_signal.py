@@ -1,6 +1,9 @@
-"""Real-signal check: do perturbation utilities find the gold passages? (HotpotQA, SmolLM2)
+"""Real-signal check: do perturbation utilities find the gold passages? (HotpotQA, MuSiQue)
 
-For the first ``--limit`` questions of the shared HotpotQA train file (passages cut to 100 words):
+For the first ``--limit`` questions of the shared HotpotQA (or ``--dataset musique``) train file
+(passages cut to 100 words; MuSiQue's 20 passages capped at ``--max-passages`` 10, every
+supporting passage kept and the first distractors in file order, so a question costs what a
+HotpotQA one does), with SmolLM2:
 
 * plain: nDCG@1/@5 against gold for perturbation, leave-one-out, attention, MiniLM similarity
   and random;
@@ -18,6 +21,10 @@ Resumable: per-question records are appended to ``--records``; a rerun skips fin
 record appended later for the same (variant, id) replaces the earlier one.
 
     python bench/attribution_signal.py --limit 50 --masks 64 --contextcite 10
+    python bench/attribution_signal.py --dataset musique --limit 100 --variants plain
+
+Records go to ``attribution_signal[_musique]_records.jsonl``; ``bench/value_study.py`` trains
+retrievers on them.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, hotpotqa_train, write_json
+from _common import RESULTS, write_json
 
 from scarlet_ray.evaluation.counterfactual import (
     counterfactual,
@@ -141,7 +148,39 @@ def perturbation_utility(rec: dict, target: str, kind: str, alpha: float, n: int
     return fit_lasso(X, y, alpha, scale=rec["answer_tokens"])[0]  # ContextCite's per-token fit
 
 
-def fill_answer_tokens(records: list[dict], data: str, limit: int) -> None:
+def load_samples(dataset: str, data: str, limit: int, max_passages: int | None) -> list:
+    """The bench's questions: 100-word passages, at most ``max_passages`` of them (gold first
+    kept, then distractors in file order; the kept passages stay in their file order)."""
+    from scarlet_ray.datasets import convert
+
+    out = []
+    for s in convert(dataset, data, limit=limit, passage_words=100).records:
+        if max_passages and len(s.passages) > max_passages:
+            gold = set(s.gold_passage_ids)
+            room = max_passages - sum(p.id in gold for p in s.passages)
+            keep = []
+            for p in s.passages:
+                if p.id in gold or room > 0:
+                    keep.append(p)
+                    room -= p.id not in gold
+            s = s.model_copy(update={"passages": keep})
+        out.append(s)
+    return out
+
+
+def default_data(dataset: str) -> str:
+    from _common import shared_data_dir
+
+    return str(shared_data_dir() / dataset / f"{dataset}_train.json")
+
+
+def default_records(dataset: str) -> str:
+    tag = "" if dataset == "hotpotqa" else f"_{dataset}"
+    return str(RESULTS / f"attribution_signal{tag}_records.jsonl")
+
+
+def fill_answer_tokens(records: list[dict], data: str, limit: int,
+                       dataset: str = "hotpotqa") -> None:
     """Answer token counts (the LASSO's per-token scale) for records written without them."""
     missing = [r for r in records if "answer_tokens" not in r]
     if not missing:
@@ -152,7 +191,7 @@ def fill_answer_tokens(records: list[dict], data: str, limit: int) -> None:
     from scarlet_ray.models.generator import prepare_named_generator
 
     tok = AutoTokenizer.from_pretrained(prepare_named_generator("smollm2-135m-instruct"))
-    answers = {s.id: s.output for s in convert("hotpotqa", data, limit=limit).records}
+    answers = {s.id: s.output for s in convert(dataset, data, limit=limit).records}
     for r in missing:
         r["answer_tokens"] = len(tok(answers[r["id"]], add_special_tokens=False)["input_ids"])
 
@@ -288,10 +327,17 @@ def main() -> None:
     ap.add_argument("--default", default="logprob_sum,ridge,1.0",
                     help="target,surrogate,alpha reported as 'perturbation (default)'")
     ap.add_argument("--analyse", action="store_true", help="only re-run the sweep")
-    ap.add_argument("--data", default=str(hotpotqa_train()))
-    ap.add_argument("--records", default=str(RESULTS / "attribution_signal_records.jsonl"))
-    ap.add_argument("--output", default=str(RESULTS / "attribution_signal.json"))
+    ap.add_argument("--dataset", choices=("hotpotqa", "musique"), default="hotpotqa")
+    ap.add_argument("--max-passages", type=int, default=10)
+    ap.add_argument("--data", default=None, help="default: the shared train file of --dataset")
+    ap.add_argument("--records", default=None,
+                    help="default: bench/results/attribution_signal[_DATASET]_records.jsonl")
+    ap.add_argument("--output", default=None)
     args = ap.parse_args()
+    args.data = args.data or default_data(args.dataset)
+    args.records = args.records or default_records(args.dataset)
+    tag = "" if args.dataset == "hotpotqa" else f"_{args.dataset}"
+    args.output = args.output or str(RESULTS / f"attribution_signal{tag}.json")
     t_def, kind_def, a_def = args.default.split(",")
     default = (t_def, kind_def, float(a_def))
     rec_path = Path(args.records)
@@ -305,11 +351,10 @@ def main() -> None:
     if not args.analyse:
         from scarlet_ray.attribution.engine import AttributionEngine
         from scarlet_ray.config import AttributionConfig, LabelsConfig
-        from scarlet_ray.datasets import convert
         from scarlet_ray.models.encoder import load_encoder
         from scarlet_ray.models.generator import load_generator
 
-        samples = convert("hotpotqa", args.data, limit=args.limit, passage_words=100).records
+        samples = load_samples(args.dataset, args.data, args.limit, args.max_passages)
         gen = load_generator("smollm2-135m-instruct", dtype=args.dtype)
         enc = load_encoder("all-minilm-l6-v2")
         eng = AttributionEngine(gen, AttributionConfig(n_masks=args.masks), LabelsConfig())
@@ -363,12 +408,13 @@ def main() -> None:
                       flush=True)
 
     records = [r for r in done.values() if "skipped" not in r]
-    fill_answer_tokens(records, args.data, max(args.limit, 1))
+    fill_answer_tokens(records, args.data, max(args.limit, 1), args.dataset)
     summary = analyse(records, default)
     summary["skipped"] = [{"id": r["id"], "variant": r["variant"], "reason": r["skipped"]}
                           for r in done.values() if "skipped" in r]
     summary["config"] = {"masks": args.masks, "default": args.default, "limit": args.limit,
-                         "dtype": args.dtype}
+                         "dtype": args.dtype, "dataset": args.dataset,
+                         "max_passages": args.max_passages}
     write_json(args.output, summary)
     for v in ("plain", "counterfactual"):
         if v not in summary:
