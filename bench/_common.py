@@ -27,9 +27,14 @@ def shared_data_dir() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data"
 
 
+def train_file(dataset: str) -> Path:
+    """A shared ``DATASET/DATASET_train.json`` (hotpotqa, musique)."""
+    return shared_data_dir() / dataset / f"{dataset}_train.json"
+
+
 def hotpotqa_train() -> Path:
     """The shared HotpotQA train file most benches draw their questions from."""
-    return shared_data_dir() / "hotpotqa" / "hotpotqa_train.json"
+    return train_file("hotpotqa")
 
 
 def gold_samples(shared: Path) -> list[Any]:

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, write_json
+from _common import RESULTS, train_file, write_json
 
 from scarlet_ray.evaluation.counterfactual import (
     counterfactual,
@@ -169,14 +169,16 @@ def load_samples(dataset: str, data: str, limit: int, max_passages: int | None) 
 
 
 def default_data(dataset: str) -> str:
-    from _common import shared_data_dir
+    return str(train_file(dataset))
 
-    return str(shared_data_dir() / dataset / f"{dataset}_train.json")
+
+def _tag(dataset: str) -> str:
+    """HotpotQA keeps the file names it had before MuSiQue joined."""
+    return "" if dataset == "hotpotqa" else f"_{dataset}"
 
 
 def default_records(dataset: str) -> str:
-    tag = "" if dataset == "hotpotqa" else f"_{dataset}"
-    return str(RESULTS / f"attribution_signal{tag}_records.jsonl")
+    return str(RESULTS / f"attribution_signal{_tag(dataset)}_records.jsonl")
 
 
 def fill_answer_tokens(records: list[dict], data: str, limit: int,
@@ -336,8 +338,7 @@ def main() -> None:
     args = ap.parse_args()
     args.data = args.data or default_data(args.dataset)
     args.records = args.records or default_records(args.dataset)
-    tag = "" if args.dataset == "hotpotqa" else f"_{args.dataset}"
-    args.output = args.output or str(RESULTS / f"attribution_signal{tag}.json")
+    args.output = args.output or str(RESULTS / f"attribution_signal{_tag(args.dataset)}.json")
     t_def, kind_def, a_def = args.default.split(",")
     default = (t_def, kind_def, float(a_def))
     rec_path = Path(args.records)
