@@ -117,7 +117,7 @@ def add_contextcite(gen, eng, sv, rec: dict) -> None:
 
 def quality(rec: dict, util) -> dict:
     """Plain: nDCG@1/@5 vs gold. Counterfactual: wins of true over copy (a list)."""
-    from scarlet_ray.evaluation.attribution import ndcg_at_k
+    from scarlet_ray.evaluation.ranking import ndcg_at_k
 
     x = np.asarray(util, dtype=np.float64)
     pids = rec["passage_ids"]

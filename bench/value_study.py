@@ -140,7 +140,9 @@ def train(examples: list[dict], out: Path, overrides: list[str]) -> tuple[Path, 
     return out / "ckpt" / "final" / "model", {
         "train_seconds": time.perf_counter() - t0, "optimizer_steps": r["optimizer_steps"],
         "loss_first": r["history"][0]["loss"], "loss_last": r["history"][-1]["loss"],
-        "examples": len(examples)}
+        "examples": len(examples),
+        **{k: r[k] for k in ("validation_examples", "start_val_ndcg", "best_val_ndcg",
+                             "best_step", "exported_step", "stopped_early") if k in r}}
 
 
 class Pool:
@@ -229,6 +231,10 @@ def run_study(args: argparse.Namespace) -> None:
     base_overrides = [*DEFAULT_TRAIN, f"training.torch_threads={args.threads}", *args.overrides]
     work = Path(args.work or tempfile.mkdtemp(prefix="scarlet-value-"))
 
+    def label(source: str) -> str:
+        """A trained source's name in keys and the table: ``soft@T0.3`` under ``--variant``."""
+        return f"{source}@{args.variant}" if args.variant and source != "base" else source
+
     def unit(key: str, train_ds: str, source: str, train_ids: list[str], eval_ds: str,
              eval_samples: list[Any], extra_conditions: tuple[str, ...] = ()) -> None:
         ov = source_overrides(source, base_overrides, args.label_temperature)
@@ -250,7 +256,7 @@ def run_study(args: argparse.Namespace) -> None:
         ndcg, top3 = retrieve(model, pools[eval_ds], eval_samples)
         scores = rag(gen, eval_samples, top3, ("retrieved", *extra_conditions)) if gen else {}
         rec = {"key": key, "settings": h, "eval_rev": EVAL_REV, "train_set": train_ds,
-               "source": source,
+               "source": source, "label": label(source), "overrides": ov,
                "eval_set": eval_ds, "ndcg@10": ndcg, "rag": scores.get("retrieved", {}),
                "rag_other": {c: v for c, v in scores.items() if c != "retrieved"},
                "eval_seconds": time.perf_counter() - t1,
@@ -275,7 +281,8 @@ def run_study(args: argparse.Namespace) -> None:
                 if source == "base":
                     continue
                 train_ids = [i for i in ids if i not in set(held)]
-                unit(f"{ds}/{source}/fold{f}of{args.folds}/{ds}", ds, source, train_ids, ds,
+                unit(f"{ds}/{label(source)}/fold{f}of{args.folds}/{ds}", ds, source, train_ids,
+                     ds,
                      [by[i] for i in held])
     if args.transfer:
         for ds in args.datasets:
@@ -286,7 +293,7 @@ def run_study(args: argparse.Namespace) -> None:
                 for source in args.sources:
                     if source == "base":
                         continue
-                    unit(f"{ds}/{source}/all/{other}", ds, source, ids, other,
+                    unit(f"{ds}/{label(source)}/all/{other}", ds, source, ids, other,
                          [s for s, _ in data[other]])
 
 
@@ -317,28 +324,32 @@ def analyse(records_paths: list[Path], n_folds: int) -> dict:
         per: dict[str, dict[str, dict[str, float]]] = {}
         secs: dict[str, float] = {}
         units: dict[str, int] = {}
+        steps: dict[str, dict[str, list[int]]] = {}
         for r in recs.values():
-            key = r["key"]
+            key, lab = r["key"], r.get("label", r["source"])
             if r["source"] == "base":
                 use = key == f"{eval_ds}/base/all/{eval_ds}"
             elif train_ds == eval_ds:
-                use = key.startswith(f"{train_ds}/{r['source']}/fold") and \
+                use = key.startswith(f"{train_ds}/{lab}/fold") and \
                     key.endswith(f"of{n_folds}/{eval_ds}")
             else:
-                use = key == f"{train_ds}/{r['source']}/all/{eval_ds}"
+                use = key == f"{train_ds}/{lab}/all/{eval_ds}"
             if not use:
                 continue
-            m = per.setdefault(r["source"], {"ndcg@10": {}, "rag": {}})
+            m = per.setdefault(lab, {"ndcg@10": {}, "rag": {}})
             m["ndcg@10"].update(r["ndcg@10"])
             m["rag"].update(r["rag"])
-            secs[r["source"]] = secs.get(r["source"], 0.0) + r["seconds"]
-            units[r["source"]] = units.get(r["source"], 0) + 1
+            secs[lab] = secs.get(lab, 0.0) + r["seconds"]
+            units[lab] = units.get(lab, 0) + 1
+            for k in ("best_step", "optimizer_steps"):
+                if k in r:
+                    steps.setdefault(lab, {}).setdefault(k, []).append(r[k])
         if "base" not in per:
             continue
         rows = {}
         for src, m in per.items():
             row: dict[str, Any] = {"questions": len(m["ndcg@10"]), "models": units[src],
-                                   "seconds": secs[src]}
+                                   "seconds": secs[src], **steps.get(src, {})}
             for meas in ("ndcg@10", "rag"):
                 vals = m[meas]
                 if not vals:
@@ -370,7 +381,7 @@ def print_summary(table: dict) -> None:
     for name, t in table.items():
         print(f"\n{name}  (RAG with gold passages {t['rag_gold_passages']}, "
               f"none {t['rag_no_passages']})")
-        print(f"  {'source':<8}{'n':>5}{'models':>7}{'nDCG@10':>9}  {'vs base [95%]':<26}"
+        print(f"  {'source':<14}{'n':>5}{'models':>7}{'nDCG@10':>9}  {'vs base [95%]':<26}"
               f"{'RAG':>7}  {'vs base [95%]':<26}{'s':>6}")
         for src, r in t["rows"].items():
             def cell(meas: str, r: dict = r) -> str:
@@ -378,7 +389,7 @@ def print_summary(table: dict) -> None:
                 if not c:
                     return ""
                 return f"{c['mean_diff']:+.3f} [{c['ci95'][0]:+.3f},{c['ci95'][1]:+.3f}]"
-            print(f"  {src:<8}{r['questions']:>5}{r['models']:>7}{r.get('ndcg@10', 0):>9.4f}  "
+            print(f"  {src:<14}{r['questions']:>5}{r['models']:>7}{r.get('ndcg@10', 0):>9.4f}  "
                   f"{cell('ndcg@10'):<26}{r.get('rag', float('nan')):>7.3f}  "
                   f"{cell('rag'):<26}{r['seconds']:>6.0f}")
 
@@ -391,6 +402,9 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--limit", type=int, default=100, help="first N questions of each file")
     ap.add_argument("--label-temperature", type=float, default=1.0)
+    ap.add_argument("--variant", default=None,
+                    help="name of a non-default training setting (--set, --label-temperature): "
+                         "its models are keyed and tabled as SOURCE@VARIANT beside the defaults")
     ap.add_argument("--no-rag", dest="rag", action="store_false")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 beside a running attribution: 2 x 2 threads on two "
@@ -409,6 +423,10 @@ def main() -> None:
     args = ap.parse_args()
     args.datasets = args.datasets.split(",")
     args.sources = args.sources.split(",")
+    if (args.overrides or args.label_temperature != 1.0) and not args.variant and \
+            not args.analyse:
+        ap.error("--set / --label-temperature change the training: name the models with "
+                 "--variant so they sit beside the default ones instead of replacing them")
     if not args.analyse:
         import torch
 

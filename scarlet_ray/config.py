@@ -370,6 +370,12 @@ class TrainingConfig(_Section):
     cpus_per_worker: float = Field(default=1.0, gt=0)
     torch_threads: int | None = Field(default=None, ge=1)
     run_name: str | None = None
+    # the guard (training/validation.py): hold out a seeded share of the examples, rank their
+    # passages before training and at each validation, export the best (the start included)
+    validation_fraction: float = Field(default=0.0, ge=0, lt=1)
+    eval_every: int | None = Field(default=None, ge=1)  # optimizer steps; null: each epoch end
+    early_stopping_patience: int | None = Field(default=None, ge=1)  # validations w/o gain
+    keep_best: bool = True  # export the best-validating weights, not the last
 
 
 class EvalSet(_Section):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scarlet_ray.evaluation.attribution import ndcg_at_k
+from scarlet_ray.evaluation.ranking import ndcg_at_k
 
 
 def test_ndcg_values():

@@ -164,3 +164,29 @@ def test_zero3_direct_run_exports_gathered_weights(assets, one_worker_direct, tm
     assert_same_curve(one_worker_direct["history"], out["history"])
     model = SentenceTransformer(str(tmp_path / "ck" / "final" / "model"), device="cpu")
     assert model.encode(["the river"]).shape == (1, 32)
+
+
+@pytest.mark.ray
+def test_cli_two_workers_validate_and_export_the_best(assets, ray_cluster, capsys):
+    """The guard on two Ray workers: both rank the held-out examples, rank 0's number decides
+    for both (a split decision would hang the next collective), and the summary says which
+    step's weights were exported."""
+    from scarlet_ray.cli import main
+
+    out = assets["root"] / "guarded"
+    args = ["train", "--train", str(assets["data"]), "--output", str(out)]
+    for s in [*COMMON, "training.backend=ddp", "training.num_workers=2", "training.epochs=4",
+              "training.validation_fraction=0.25", "training.eval_every=2",
+              "training.early_stopping_patience=2", f"models.retriever={assets['model']}"]:
+        args += ["--set", s]
+    assert main(args) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["counts"]["validation_examples"] == 12 and m["counts"]["examples"] == 48
+    assert m["best_val_ndcg"] >= m["start_val_ndcg"]
+    assert m["exported_step"] == m["best_step"]
+    history = json.loads((out / "training_log.json").read_text())
+    vals = [h["val_ndcg"] for h in history if "val_ndcg" in h]
+    assert max(vals) <= m["best_val_ndcg"]
+    assert len(history) == m["counts"]["optimizer_steps"] <= 16  # 36 examples / 8 x 4 epochs
+    text = capsys.readouterr().out
+    assert "held-out nDCG start -> best" in text and "exported weights" in text

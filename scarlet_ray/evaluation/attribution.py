@@ -25,19 +25,6 @@ if TYPE_CHECKING:
     from scarlet_ray.attribution.engine import AttributionEngine
 
 
-def ndcg_at_k(scores: Sequence[float], relevant: Sequence[bool], k: int) -> float:
-    """Binary-relevance nDCG@k of ranking passages by score (ties: original order)."""
-    s = np.asarray(scores, dtype=np.float64)
-    rel = np.asarray(relevant, dtype=np.float64)
-    if rel.sum() == 0:
-        raise ValueError("no relevant passage: nDCG undefined")
-    order = np.argsort(-s, kind="stable")[:k]
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = float((rel[order] * disc[: len(order)]).sum())
-    ideal = float(disc[: int(min(k, rel.sum()))].sum())
-    return dcg / ideal
-
-
 def loo_scores(gen: Generator, prep: PreparedSample, target: str = "logprob_sum",
                max_batch_tokens: int = 16384) -> np.ndarray:
     """Leave-one-out: score(all) - score(all but i)."""

@@ -142,12 +142,9 @@ def attribution(cfg: Config, attributions: str | Path, samples_path: str | Path,
     from tqdm import tqdm
 
     from scarlet_ray.attribution.engine import AttributionEngine
-    from scarlet_ray.evaluation.attribution import (
-        baseline_scores,
-        counterfactual_wins,
-        ndcg_at_k,
-    )
+    from scarlet_ray.evaluation.attribution import baseline_scores, counterfactual_wins
     from scarlet_ray.evaluation.counterfactual import other_answer, summarise_wins
+    from scarlet_ray.evaluation.ranking import ndcg_at_k
     from scarlet_ray.records import RecordError, Sample, read_attributions, read_jsonl
     from scarlet_ray.stagedir import stage_settings
 

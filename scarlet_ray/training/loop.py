@@ -50,6 +50,7 @@ from scarlet_ray.training.process_group import (
     release_process_group,
 )
 from scarlet_ray.training.session import LocalSession, Session
+from scarlet_ray.training.validation import BestTracker, split_validation, validation_ndcg
 
 __all__ = ["DDP_FILE", "DS_TAG", "MODEL_SUBDIR", "STATE_FILE", "LocalSession", "Session",
            "deepspeed_config", "resolve_precision", "train_loop", "warmup_steps"]
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
 MODEL_SUBDIR = "model"
+BEST_SUBDIR = "best"  # in a checkpoint: the best-validating export so far (training.keep_best)
 
 
 def _report_finished(session: Session, directory: Path, state: dict[str, Any],
@@ -91,13 +93,15 @@ def train_loop(config: dict[str, Any], session: Session | None = None) -> dict[s
         torch.cuda.set_device(device)
     made_group = ensure_process_group(device.type == "cuda")
     try:
-        return _train(config, session, tc, device)
+        with tempfile.TemporaryDirectory(prefix="scarlet-best-") as best_root:
+            # rank 0's copy of the best-validating export (training.keep_best)
+            return _train(config, session, tc, device, Path(best_root) / MODEL_SUBDIR)
     finally:
         release_process_group(made_group)
 
 
 def _train(config: dict[str, Any], session: Session, tc: TrainingConfig,
-           device: torch.device) -> dict[str, Any]:
+           device: torch.device, best_dir: Path) -> dict[str, Any]:
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(tc.seed)
 
@@ -106,6 +110,7 @@ def _train(config: dict[str, Any], session: Session, tc: TrainingConfig,
     model = load_encoder(str(config["model"]), device=str(device))
     model.max_seq_length = tc.max_seq_len
     examples = load_examples(config["train"], require_scores=tc.loss == "utility_kl")
+    examples, held_out = split_validation(examples, tc.validation_fraction, tc.seed)
     batcher = Batcher(examples, global_batch=tc.batch_size, group_size=tc.group_size,
                       world_size=world, rank=rank, grad_accum=tc.grad_accum, seed=tc.seed,
                       query_instruction=tc.query_instruction)
@@ -125,12 +130,28 @@ def _train(config: dict[str, Any], session: Session, tc: TrainingConfig,
             if state.get("final"):
                 return _report_finished(session, d, state, rank)
             eng.load(d)
+            if rank == 0 and (d / BEST_SUBDIR).is_dir():
+                shutil.copytree(d / BEST_SUBDIR, best_dir, dirs_exist_ok=True)
             state["resumed_from"] = [*state.get("resumed_from", []), state["step"]]
             log.info("rank %d resumed from step %d (%s)", rank, state["step"], ckpt)
     start = int(state["step"])
     if eng.optimizer_steps() != start:
         raise RuntimeError(f"checkpoint mismatch: backend at step {eng.optimizer_steps()}, "
                            f"trainer state at step {start}")
+    tracker = BestTracker.from_state(tc.early_stopping_patience, state.get("validation"))
+
+    def validate(step: int) -> float:
+        """Rank the held-out examples' passages; export the weights if they are the best."""
+        value = _validate(eng, model, held_out, batcher, tc, device, world)
+        if tracker.update(step, value) and tc.keep_best:
+            if rank == 0:
+                shutil.rmtree(best_dir, ignore_errors=True)
+            eng.export(best_dir, rank)
+        state["validation"] = tracker.state()
+        return value
+
+    if held_out and start == 0:
+        validate(0)  # the starting model: training must beat it to be exported
     eng.train()
     gather = tc.loss == "infonce" and tc.gather_negatives and world > 1
     t_run = time.perf_counter()
@@ -169,9 +190,13 @@ def _train(config: dict[str, Any], session: Session, tc: TrainingConfig,
         examples_seen += tc.batch_size
         rec = {"step": step + 1, "epoch": epoch, "loss": float(mean_loss), "lr": lr,
                "examples_per_s": tc.batch_size / dt if dt > 0 else 0.0}
+        done = step + 1 == total
+        if held_out and (done or (step + 1) % batcher.steps_per_epoch == 0
+                         or (tc.eval_every and (step + 1) % tc.eval_every == 0)):
+            rec["val_ndcg"] = validate(step + 1)
+            done = done or tracker.should_stop
         state["history"].append(rec)
         state["step"] = step + 1
-        done = step + 1 == total
         metrics = {**rec, "optimizer_steps": eng.optimizer_steps(),
                    "examples_per_s_avg": examples_seen / (time.perf_counter() - t_run),
                    "attempt": len(state["resumed_from"]), "final": False}
@@ -180,20 +205,59 @@ def _train(config: dict[str, Any], session: Session, tc: TrainingConfig,
                 eng.save(Path(tmp), rank)
                 if rank == 0:
                     (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
+                    if best_dir.is_dir():
+                        shutil.copytree(best_dir, Path(tmp) / BEST_SUBDIR)
                 session.report(metrics, tmp)
         elif (step + 1) % tc.log_every == 0 and not done:
             session.report(metrics, None)
+        if done:
+            break
 
     # final: the exported sentence-transformers folder plus the whole history, as one checkpoint
     metrics = {**metrics, "final": True, "optimizer_steps": eng.optimizer_steps(),
                "train_examples": len(examples), "dropped_per_epoch": batcher.dropped_per_epoch,
                "world_size": world, "backend": tc.backend, "precision": eng.precision}
+    use_best = bool(held_out) and tc.keep_best and tracker.best_step != state["step"]
+    if held_out:
+        metrics.update(validation_examples=len(held_out), best_step=tracker.best_step,
+                       best_val_ndcg=tracker.best_value,
+                       start_val_ndcg=tracker.history[0]["val_ndcg"],
+                       stopped_early=state["step"] < total, exported_step=(
+                           tracker.best_step if use_best else state["step"]))
     state["final"] = True
     state["final_metrics"] = metrics
     with tempfile.TemporaryDirectory(prefix="scarlet-final-") as tmp:
-        eng.export(Path(tmp) / MODEL_SUBDIR, rank)
+        if use_best:
+            if rank == 0:
+                shutil.copytree(best_dir, Path(tmp) / MODEL_SUBDIR)
+        else:
+            eng.export(Path(tmp) / MODEL_SUBDIR, rank)
         if rank == 0:
             (Path(tmp) / STATE_FILE).write_text(json.dumps(state))
             eng.write_config(Path(tmp))
         session.report(metrics, tmp if rank == 0 else None)
     return {**metrics, "history": state["history"], "resumed_from": state["resumed_from"]}
+
+
+def _validate(eng: Any, model: Any, held_out: list[Any], batcher: Batcher, tc: TrainingConfig,
+              device: torch.device, world: int) -> float:
+    """nDCG of the held-out examples' own passages under the current weights (eval mode, no
+    gradients); rank 0's number is broadcast so every rank takes the same branch."""
+    eng.engine.eval()
+
+    def encode(texts: list[str]) -> Any:
+        feats = model.preprocess(texts)
+        feats = {n: t.to(device) if torch.is_tensor(t) else t for n, t in feats.items()}
+        with torch.no_grad():
+            emb = eng.forward(feats)
+        if tc.similarity == "cos":
+            emb = torch.nn.functional.normalize(emb, dim=-1)
+        return emb.float().cpu().numpy()
+
+    value = validation_ndcg(encode, held_out, batcher.query_text)
+    eng.train()
+    if world > 1:
+        t = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.broadcast(t, 0)
+        value = float(t.item())
+    return value

@@ -13,6 +13,7 @@ from scarlet_ray.errors import UsageError
 from scarlet_ray.stagedir import StageOptions, StageRun
 from scarlet_ray.stages import StageOutcome
 from scarlet_ray.training.data import load_examples
+from scarlet_ray.training.validation import split_validation
 
 OUTPUTS = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json",
            "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "modules.json",
@@ -34,13 +35,18 @@ def run(cfg: Config, train_path: str | Path, out: str | Path,
         # checked here, before Ray starts: a line without its utilities names itself
         examples = load_examples(train_path, require_scores=tc.loss == "utility_kl")
         st.require_records(len(examples), str(train_path))
+        try:
+            trainable, held_out = split_validation(examples, tc.validation_fraction, tc.seed)
+        except ValueError as e:
+            raise UsageError(f"{e} ({train_path})") from None
         per = tc.num_workers * tc.grad_accum
         if tc.batch_size % per:
             raise UsageError(f"training.batch_size: {tc.batch_size} is not divisible by "
                              f"num_workers x grad_accum = {per}")
-        if len(examples) < tc.batch_size:
+        if len(trainable) < tc.batch_size:
+            held = f" after holding out {len(held_out)} to validate" if held_out else ""
             raise UsageError(f"training.batch_size: {tc.batch_size} exceeds the number of "
-                             f"training examples ({len(examples)}) in {train_path}")
+                             f"training examples ({len(trainable)}{held}) in {train_path}")
         from scarlet_ray.distributed.train import run_training
 
         st.models["base"] = cfg.models.retriever
@@ -53,6 +59,20 @@ def run(cfg: Config, train_path: str | Path, out: str | Path,
                          world_size=tc.num_workers,
                          dropped_per_epoch=res.metrics.get("dropped_per_epoch"))
         st.timings["train_s"] = res.seconds
+        m = res.metrics
+        val_rows: list[tuple[str, object]] = []
+        if held_out:
+            st.counts["validation_examples"] = len(held_out)
+            st.extra.update({k: m.get(k) for k in ("start_val_ndcg", "best_val_ndcg",
+                                                    "best_step", "exported_step",
+                                                    "stopped_early")})
+            val_rows = [
+                ("held-out nDCG start -> best", f"{m.get('start_val_ndcg'):.4f} -> "
+                 f"{m.get('best_val_ndcg'):.4f} at step {m.get('best_step')}"),
+                ("exported weights", "the starting model (no step beat it on held-out "
+                 "examples)" if m.get("exported_step") == 0 else
+                 f"step {m.get('exported_step')}"
+                 + (" (stopped early)" if m.get("stopped_early") else ""))]
         st.extra.update(first_loss=first, final_loss=last, ray_storage=res.storage_path,
                         ray_run_name=res.run_name, resumed_from_steps=res.resumed_from,
                         examples_per_s=avg_eps, backend=tc.backend,
@@ -62,7 +82,8 @@ def run(cfg: Config, train_path: str | Path, out: str | Path,
             ("backend", tc.backend + (f" ZeRO-{tc.zero_stage}" if tc.backend == "deepspeed"
                                       else "")),
             ("workers", tc.num_workers), ("optimizer steps", res.metrics.get("optimizer_steps")),
-            ("loss first -> last", f"{first:.4f} -> {last:.4f}"), ("examples/s", avg_eps),
+            ("loss first -> last", f"{first:.4f} -> {last:.4f}"), *val_rows,
+            ("examples/s", avg_eps),
             ("resumed from steps", res.resumed_from or "-"), ("seconds", res.seconds),
             ("model", str(st.out))]
         return StageOutcome("train", 0, rows, "", st.out)
