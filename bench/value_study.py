@@ -21,14 +21,22 @@ held-out question is scored on
 * RAG accuracy: SmolLM2 (the generator that made the labels) answers with the top-3 retrieved
   passages (the task's metric, as ``scarlet evaluate rag``).
 
-Transfer: a model per source trained on all of one dataset is scored the same way on the other.
-Every comparison is paired per question with a 95% bootstrap interval, against base and gold.
+Transfer: a model per source trained on all of one dataset is scored the same way on the other,
+and with ``--scifact`` on the shared SciFact train queries too (retrieval only: its BEIR copy has
+no claim labels). Every comparison is paired per question with a 95% bootstrap interval, against
+base and gold.
+
+Variants: ``--variant NAME`` with ``--set``/``--label-temperature`` trains the same units with
+another setting, keyed and tabled as ``SOURCE@NAME`` beside the defaults (e.g. the trainer's
+held-out guard, ``--variant guard --set training.validation_fraction=0.2 ...``).
 
 Resumable: each (train set, source, fold, eval set) appends one line with its per-question
 scores to ``--records``; a rerun skips finished lines whose settings hash matches (a changed
 setting recomputes). Models live in ``--work`` and are deleted once scored.
 
     python bench/value_study.py                      # what the records allow
+    python bench/value_study.py --scifact --no-transfer --sources base,scarlet,gold
+    python bench/value_study.py --variant T0.25 --label-temperature 0.25 --sources soft
     python bench/value_study.py --analyse            # only the table
 """
 
@@ -45,11 +53,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import RESULTS, write_json
+from _common import RESULTS, shared_data_dir, write_json
 from attribution_signal import default_data, default_records, load_samples, perturbation_utility
 
 SOURCES = ("base", "scarlet", "soft", "gold", "loo")
 DATASETS = ("hotpotqa", "musique")
+SCIFACT = "scifact"
 # evaluation settings (pool, top-3, 16 new tokens); bump when they change so records recompute
 EVAL_REV = 2
 DEFAULT_TRAIN = ("training.loss=infonce", "training.temperature=0.05", "training.lr=2e-5",
@@ -192,6 +201,27 @@ def retrieve(model: Any, pool: Pool, samples: list[Any]) -> tuple[dict, dict]:
     return ndcg, top3
 
 
+_SCIFACT: list[Any] = []
+
+
+def scifact() -> Any:
+    """The shared SciFact BEIR copy, train split (its qrels; no claim labels, so no RAG)."""
+    if not _SCIFACT:
+        from scarlet_ray.datasets.beir import read_beir
+
+        _SCIFACT.append(read_beir(shared_data_dir() / SCIFACT, split="train"))
+    return _SCIFACT[0]
+
+
+def retrieve_beir(model: Any, beir: Any, cache: Path) -> dict[str, float]:
+    """Per query nDCG@10 over a BEIR corpus, as ``scarlet evaluate`` searches it (bare query:
+    a BEIR folder has no task instruction)."""
+    from scarlet_ray.evaluation.retrieval import evaluate_dense
+
+    res = evaluate_dense(model, beir, cache_dir=cache, batch_size=64)
+    return {q: m["ndcg@10"] for q, m in res["per_query"].items()}
+
+
 def rag(gen: Any, samples: list[Any], top3: dict | None, conditions=("retrieved",)) -> dict:
     """Per question and condition: the generator's score with those passages."""
     from scarlet_ray.evaluation.rag import build_items, run_items
@@ -235,66 +265,83 @@ def run_study(args: argparse.Namespace) -> None:
         """A trained source's name in keys and the table: ``soft@T0.3`` under ``--variant``."""
         return f"{source}@{args.variant}" if args.variant and source != "base" else source
 
-    def unit(key: str, train_ds: str, source: str, train_ids: list[str], eval_ds: str,
-             eval_samples: list[Any], extra_conditions: tuple[str, ...] = ()) -> None:
+    def unit(stem: str, train_ds: str, source: str, train_ids: list[str],
+             evals: list[tuple[str, list[Any], tuple[str, ...]]]) -> None:
+        """Train ``source`` on ``train_ids`` once (base: none) and score it on each eval set
+        ``(name, samples, extra RAG conditions)`` not yet in the records: one line each, keyed
+        ``stem/EVAL``. SciFact (samples None) is retrieval only."""
         ov = source_overrides(source, base_overrides, args.label_temperature)
         h = settings_hash(source, ov if source != "base" else [], train_ids)
-        if key in done and done[key]["settings"] == h:
+        todo = [e for e in evals
+                if not (f"{stem}/{e[0]}" in done and done[f"{stem}/{e[0]}"]["settings"] == h)]
+        if not todo:
             return
         t0 = time.perf_counter()
         info: dict[str, Any] = {}
+        wdir = work / stem.replace("/", "_")
         if source == "base":
             model = load_encoder("all-minilm-l6-v2")
         else:
             pairs = {s.id: (s, r) for s, r in data[train_ds]}
             exs = [e for i in train_ids if (e := example(*pairs[i], source)) is not None]
-            mdir, info = train(exs, work / key.replace("/", "_"), ov)
+            mdir, info = train(exs, wdir, ov)
             info["dropped"] = len(train_ids) - len(exs)
             model = load_encoder(str(mdir))
         model.max_seq_length = 128
-        t1 = time.perf_counter()
-        ndcg, top3 = retrieve(model, pools[eval_ds], eval_samples)
-        scores = rag(gen, eval_samples, top3, ("retrieved", *extra_conditions)) if gen else {}
-        rec = {"key": key, "settings": h, "eval_rev": EVAL_REV, "train_set": train_ds,
-               "source": source, "label": label(source), "overrides": ov,
-               "eval_set": eval_ds, "ndcg@10": ndcg, "rag": scores.get("retrieved", {}),
-               "rag_other": {c: v for c, v in scores.items() if c != "retrieved"},
-               "eval_seconds": time.perf_counter() - t1,
-               "seconds": time.perf_counter() - t0, **info, "unix_time": time.time()}
-        with open(rec_path, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
-        done[key] = rec
-        shutil.rmtree(work / key.replace("/", "_"), ignore_errors=True)
-        print(f"{key}: nDCG@10 {np.mean(list(ndcg.values())):.4f}"
-              + (f" RAG {np.mean(list(rec['rag'].values())):.4f}" if rec["rag"] else "")
-              + f" ({rec['seconds']:.0f}s)", flush=True)
+        train_s = time.perf_counter() - t0
+        for eval_ds, eval_samples, extra in todo:
+            key = f"{stem}/{eval_ds}"
+            t1 = time.perf_counter()
+            scores: dict[str, dict[str, float]] = {}
+            if eval_ds == SCIFACT:
+                ndcg = retrieve_beir(model, scifact(), wdir / "scifact-index")
+            else:
+                ndcg, top3 = retrieve(model, pools[eval_ds], eval_samples)
+                if gen:
+                    scores = rag(gen, eval_samples, top3, ("retrieved", *extra))
+            rec = {"key": key, "settings": h, "eval_rev": EVAL_REV, "train_set": train_ds,
+                   "source": source, "label": label(source), "overrides": ov,
+                   "eval_set": eval_ds, "ndcg@10": ndcg, "rag": scores.get("retrieved", {}),
+                   "rag_other": {c: v for c, v in scores.items() if c != "retrieved"},
+                   "eval_seconds": time.perf_counter() - t1,
+                   # what this line cost: its own scoring plus the model's training
+                   "seconds": train_s + time.perf_counter() - t1, **info,
+                   "unix_time": time.time()}
+            with open(rec_path, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            done[key] = rec
+            print(f"{key}: nDCG@10 {np.mean(list(ndcg.values())):.4f}"
+                  + (f" RAG {np.mean(list(rec['rag'].values())):.4f}" if rec["rag"] else "")
+                  + f" ({rec['seconds']:.0f}s)", flush=True)
+        shutil.rmtree(wdir, ignore_errors=True)
 
     for ds in args.datasets:
         ids = [s.id for s, _ in data[ds]]
         by = {s.id: s for s, _ in data[ds]}
         if "base" in args.sources:  # one model: every question scored once (plus gold/none)
-            unit(f"{ds}/base/all/{ds}", ds, "base", [], ds, [by[i] for i in ids],
-                 ("gold", "none"))
+            unit(f"{ds}/base/all", ds, "base", [], [(ds, [by[i] for i in ids], ("gold", "none"))])
         # fold-major, so a partial run compares every source on the same questions
         for f, held in enumerate(folds(ids, args.folds)):
             for source in args.sources:
                 if source == "base":
                     continue
                 train_ids = [i for i in ids if i not in set(held)]
-                unit(f"{ds}/{label(source)}/fold{f}of{args.folds}/{ds}", ds, source, train_ids,
-                     ds,
-                     [by[i] for i in held])
-    if args.transfer:
+                unit(f"{ds}/{label(source)}/fold{f}of{args.folds}", ds, source, train_ids,
+                     [(ds, [by[i] for i in held], ())])
+    if args.scifact and "base" in args.sources:
+        unit(f"{SCIFACT}/base/all", SCIFACT, "base", [], [(SCIFACT, [], ())])
+    if args.transfer or args.scifact:
         for ds in args.datasets:
-            for other in args.datasets:
-                if other == ds or (args.transfer_from and ds != args.transfer_from):
-                    continue
-                ids = [s.id for s, _ in data[ds]]
-                for source in args.sources:
-                    if source == "base":
-                        continue
-                    unit(f"{ds}/{label(source)}/all/{other}", ds, source, ids, other,
-                         [s for s, _ in data[other]])
+            if args.transfer_from and ds != args.transfer_from:
+                continue
+            evals = [(o, [s for s, _ in data[o]], ()) for o in args.datasets
+                     if o != ds and args.transfer]
+            if args.scifact:
+                evals.append((SCIFACT, [], ()))
+            ids = [s.id for s, _ in data[ds]]
+            for source in args.sources:
+                if source != "base" and evals:
+                    unit(f"{ds}/{label(source)}/all", ds, source, ids, evals)
 
 
 # ------------------------------------------------------------------ the table
@@ -410,6 +457,8 @@ def main() -> None:
                     help="torch threads (1 beside a running attribution: 2 x 2 threads on two "
                          "cores made generation 4.5x slower here)")
     ap.add_argument("--no-transfer", dest="transfer", action="store_false")
+    ap.add_argument("--scifact", action="store_true",
+                    help="also score base and each all-questions model on SciFact (retrieval)")
     ap.add_argument("--transfer-from", default=None,
                     help="only the transfer models trained on this dataset (one process each)")
     ap.add_argument("--set", action="append", default=[], dest="overrides",
