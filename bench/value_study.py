@@ -315,7 +315,7 @@ def run_study(args: argparse.Namespace) -> None:
                   + f" ({rec['seconds']:.0f}s)", flush=True)
         shutil.rmtree(wdir, ignore_errors=True)
 
-    for ds in args.datasets:
+    for ds in args.datasets if args.folds_run else ():
         ids = [s.id for s, _ in data[ds]]
         by = {s.id: s for s, _ in data[ds]}
         if "base" in args.sources:  # one model: every question scored once (plus gold/none)
@@ -411,6 +411,10 @@ def analyse(records_paths: list[Path], n_folds: int) -> dict:
                         row[f"{meas} vs {ref}"] = paired_bootstrap(
                             {k: refv[k] for k in common}, {k: vals[k] for k in common})
             rows[src] = row
+        # base, then the sources in SOURCES order, each followed by its variants
+        rows = dict(sorted(rows.items(), key=lambda kv: (
+            SOURCES.index(kv[0].split("@")[0]) if kv[0].split("@")[0] in SOURCES else 99,
+            "@" in kv[0], kv[0])))
         base_other = next((r["rag_other"] for r in recs.values()
                            if r["source"] == "base" and r["eval_set"] == eval_ds
                            and r.get("rag_other")), {})
@@ -457,6 +461,9 @@ def main() -> None:
                     help="torch threads (1 beside a running attribution: 2 x 2 threads on two "
                          "cores made generation 4.5x slower here)")
     ap.add_argument("--no-transfer", dest="transfer", action="store_false")
+    ap.add_argument("--no-folds", dest="folds_run", action="store_false",
+                    help="only the transfer / SciFact models (a second process beside one "
+                         "running the folds)")
     ap.add_argument("--scifact", action="store_true",
                     help="also score base and each all-questions model on SciFact (retrieval)")
     ap.add_argument("--transfer-from", default=None,
