@@ -43,6 +43,7 @@ setting recomputes). Models live in ``--work`` and are deleted once scored.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import random
@@ -201,16 +202,12 @@ def retrieve(model: Any, pool: Pool, samples: list[Any]) -> tuple[dict, dict]:
     return ndcg, top3
 
 
-_SCIFACT: list[Any] = []
-
-
+@functools.cache
 def scifact() -> Any:
     """The shared SciFact BEIR copy, train split (its qrels; no claim labels, so no RAG)."""
-    if not _SCIFACT:
-        from scarlet_ray.datasets.beir import read_beir
+    from scarlet_ray.datasets.beir import read_beir
 
-        _SCIFACT.append(read_beir(shared_data_dir() / SCIFACT, split="train"))
-    return _SCIFACT[0]
+    return read_beir(shared_data_dir() / SCIFACT, split="train")
 
 
 def retrieve_beir(model: Any, beir: Any, cache: Path) -> dict[str, float]:
